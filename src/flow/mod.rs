@@ -1,0 +1,487 @@
+//! The login flow: find the number, choose a method, send, check.
+//!
+//! Plain Rust over the small interfaces in `Env`; it never sees a C type, so
+//! every branch is unit-tested with fakes and again through the real libpam.
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::conversation::{ConvError, Conversation};
+use crate::events::{EventSink, Level, Record};
+use crate::method::Method;
+use crate::phone::{ParseError, PhoneNumber, PhoneSource};
+use crate::users::UserDb;
+use crate::verify::{codes, ApiError, CheckResult, VerifyApi};
+
+#[cfg(test)]
+mod tests;
+
+/// What the login came to; the PAM shell maps each to a PAM return code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    /// Denied: wrong input, no number, Twilio refused for the user's reasons.
+    AuthErr,
+    /// The attempt limit was used up.
+    MaxTries,
+    /// Twilio could not be reached or answered unusably.
+    AuthInfoUnavail,
+    /// Our own setup is broken (config, credentials, service SID, sources).
+    ServiceErr,
+    UserUnknown,
+    ConvErr,
+}
+
+/// Who is logging in, from where, through which PAM service.
+#[derive(Debug, Clone)]
+pub struct Login<'a> {
+    pub user: &'a str,
+    pub rhost: Option<&'a str>,
+    pub service: &'a str,
+    /// This machine's short host name, for the `{host}` placeholder.
+    pub hostname: &'a str,
+}
+
+/// Everything the flow talks to.
+pub struct Env<'a> {
+    pub conv: &'a mut dyn Conversation,
+    pub api: &'a dyn VerifyApi,
+    pub phones: &'a dyn PhoneSource,
+    pub users: &'a dyn UserDb,
+    pub events: &'a dyn EventSink,
+    pub clock: &'a dyn Clock,
+}
+
+/// Texts the user sees; tests assert on them.
+pub mod msg {
+    pub const NO_PHONE: &str = "No phone number is registered for two-factor authentication.";
+    pub const BAD_PHONE: &str =
+        "The phone number on file for two-factor authentication is not valid. Contact your administrator.";
+    pub const UNAVAILABLE: &str = "Two-factor authentication is unavailable right now.";
+    pub const SETUP_ERROR: &str =
+        "Two-factor authentication is not set up correctly on this system. Contact your administrator.";
+    pub const BAD_FORMAT: &str = "The code must be 4 to 10 digits.";
+    pub const WRONG_CODE: &str = "That code was not correct.";
+    pub const TOO_MANY_WRONG: &str = "Too many incorrect codes. Log in again to get a new code.";
+    pub const TOO_MANY_INVALID: &str = "Too many invalid entries.";
+    pub const EXPIRED: &str = "That code has expired. Type r to get a new code.";
+    pub const SEND_LIMIT: &str = "Too many codes were sent to this number; try again later.";
+    pub const RATE_LIMITED: &str = "Too many requests, try again shortly.";
+    pub const SEND_FAILED: &str =
+        "The code could not be sent. Contact your administrator if this keeps happening.";
+    pub const CHECK_FAILED: &str =
+        "The code could not be checked. Contact your administrator if this keeps happening.";
+}
+
+/// How many unusable answers (malformed codes, early resends, codes for an
+/// expired verification) one conversation tolerates: a scripted client must
+/// not keep the module busy forever.
+pub const MAX_INVALID_ENTRIES: u32 = 10;
+/// How many times the method menu is asked before giving up.
+pub const MENU_ASKS: u32 = 3;
+
+/// Runs one second-factor login.
+pub fn authenticate(cfg: &Config, login: &Login, env: &mut Env) -> Outcome {
+    match Flow::new(cfg, login, env).run() {
+        Ok(outcome) | Err(outcome) => outcome,
+    }
+}
+
+/// A verification created in THIS conversation; checks are bound to its SID.
+struct Pending {
+    sid: String,
+    sent_at: u64,
+}
+
+struct Flow<'a, 'b> {
+    cfg: &'a Config,
+    login: &'a Login<'a>,
+    env: &'a mut Env<'b>,
+}
+
+/// `Err` carries the outcome to return at once.
+type Step<T> = Result<T, Outcome>;
+
+impl From<ConvError> for Outcome {
+    fn from(_: ConvError) -> Outcome {
+        Outcome::ConvErr
+    }
+}
+
+impl<'a, 'b> Flow<'a, 'b> {
+    fn new(cfg: &'a Config, login: &'a Login<'a>, env: &'a mut Env<'b>) -> Self {
+        Flow { cfg, login, env }
+    }
+
+    fn run(&mut self) -> Step<Outcome> {
+        let user = self.login.user;
+        if user.is_empty() || user.len() > 256 || !self.env.users.exists(user) {
+            self.log(
+                Record::event("user_unknown")
+                    .with("user", user)
+                    .at(Level::Warning),
+            );
+            return Ok(Outcome::UserUnknown);
+        }
+        let phone = self.phone_number()?;
+        let method = self.choose_method()?;
+        let mut pending = self.send(&phone, method)?;
+        self.verify_loop(&phone, method, &mut pending)
+    }
+
+    fn phone_number(&mut self) -> Step<PhoneNumber> {
+        let user = self.login.user;
+        let raw = match self.env.phones.lookup(user) {
+            Ok(Some(raw)) => raw,
+            Ok(None) => {
+                self.log(
+                    Record::event("verification_failed")
+                        .with("user", user)
+                        .with("reason", "no_phone_number"),
+                );
+                self.error(msg::NO_PHONE)?;
+                return Err(Outcome::AuthErr);
+            }
+            Err(e) => {
+                self.admin_error(format!(
+                    "cannot read phone numbers: {e}; fix the [phones] source"
+                ));
+                self.error(msg::SETUP_ERROR)?;
+                return Err(Outcome::ServiceErr);
+            }
+        };
+        match PhoneNumber::parse(&raw, &self.cfg.default_region) {
+            Ok(n) => Ok(n),
+            Err(e) => {
+                let why = match e {
+                    ParseError::Invalid => "is not a valid phone number",
+                    ParseError::NeedsCountryCode => {
+                        "has no +country code and default_region is empty"
+                    }
+                };
+                self.log(
+                    Record::message(
+                        Level::Error,
+                        format!(
+                            "the number on file for this user {why}; fix it in the [phones] source"
+                        ),
+                    )
+                    .with("user", user),
+                );
+                self.error(msg::BAD_PHONE)?;
+                Err(Outcome::AuthErr)
+            }
+        }
+    }
+
+    fn choose_method(&mut self) -> Step<Method> {
+        let methods = self.cfg.allowed_methods.clone();
+        if methods.len() == 1 {
+            return Ok(methods[0]);
+        }
+        let mut menu = String::from("Choose how to receive your code:\n");
+        for (i, m) in methods.iter().enumerate() {
+            menu.push_str(&format!("  {}. {}\n", i + 1, self.cfg.label(*m)));
+        }
+        menu.push_str(&format!("Enter 1-{}: ", methods.len()));
+        for ask in 1..=MENU_ASKS {
+            let answer = self.env.conv.prompt_echo_on(&menu)?;
+            if let Some(m) = parse_menu_answer(&answer, &methods, self.cfg) {
+                return Ok(m);
+            }
+            if ask < MENU_ASKS {
+                self.error(&format!(
+                    "Please enter a number from 1 to {} or a method name.",
+                    methods.len()
+                ))?;
+            }
+        }
+        self.log(
+            Record::event("verification_failed")
+                .with("user", self.login.user)
+                .with("reason", "no_method_chosen"),
+        );
+        self.error(msg::TOO_MANY_INVALID)?;
+        Err(Outcome::AuthErr)
+    }
+
+    fn send(&mut self, phone: &PhoneNumber, method: Method) -> Step<Pending> {
+        let friendly = self.friendly_name(method);
+        match self.env.api.send(phone.e164(), method, friendly.as_deref()) {
+            Ok(v) => {
+                self.log(
+                    Record::event("verification_sent")
+                        .with("user", self.login.user)
+                        .with("method", method.name())
+                        .with("to", phone.masked_e164())
+                        .with("sid", v.sid.clone())
+                        .with("service", self.login.service)
+                        .with("rhost", self.login.rhost.unwrap_or("-")),
+                );
+                Ok(Pending {
+                    sid: v.sid,
+                    sent_at: self.env.clock.now(),
+                })
+            }
+            Err(e) => Err(self.send_failure(&e, method)),
+        }
+    }
+
+    fn verify_loop(
+        &mut self,
+        phone: &PhoneNumber,
+        method: Method,
+        pending: &mut Pending,
+    ) -> Step<Outcome> {
+        let prompt = format!(
+            "Code sent by {} to {}. Enter code: ",
+            self.cfg.label(method),
+            phone.display(self.cfg.obfuscate)
+        );
+        let mut wrong = 0u32;
+        let mut invalid = 0u32;
+        // None once Twilio has said the verification is gone (expired, finished).
+        let mut live = true;
+        loop {
+            let answer = self.env.conv.prompt_echo_off(&prompt)?;
+            let answer = answer.trim();
+            if answer.eq_ignore_ascii_case("r") || answer.eq_ignore_ascii_case("resend") {
+                let wait =
+                    (pending.sent_at + self.cfg.retry_time).saturating_sub(self.env.clock.now());
+                if live && wait > 0 {
+                    self.invalid_entry(
+                        &mut invalid,
+                        &format!("You can request a new code in {wait} seconds."),
+                    )?;
+                    continue;
+                }
+                if live {
+                    self.cancel(&pending.sid, method);
+                }
+                *pending = self.send(phone, method)?;
+                live = true;
+                continue;
+            }
+            let Some(code) = normalise_code(answer) else {
+                self.invalid_entry(&mut invalid, msg::BAD_FORMAT)?;
+                continue;
+            };
+            if !live {
+                self.invalid_entry(&mut invalid, msg::EXPIRED)?;
+                continue;
+            }
+            match self.env.api.check(&pending.sid, &code) {
+                Ok(CheckResult::Approved) => {
+                    let r = Record::event("verification_success")
+                        .with("user", self.login.user)
+                        .with("method", method.name())
+                        .with("sid", pending.sid.clone())
+                        .with("service", self.login.service)
+                        .with("rhost", self.login.rhost.unwrap_or("-"));
+                    self.log(r);
+                    self.status_changed(&pending.sid, "approved");
+                    return Ok(Outcome::Success);
+                }
+                Ok(CheckResult::Rejected) => {
+                    wrong += 1;
+                    self.log(
+                        Record::event("verification_failed")
+                            .with("user", self.login.user)
+                            .with("reason", "wrong_code")
+                            .with("attempt", format!("{wrong}/{}", self.cfg.max_attempts))
+                            .with("sid", pending.sid.clone())
+                            .with("rhost", self.login.rhost.unwrap_or("-")),
+                    );
+                    if wrong >= self.cfg.max_attempts {
+                        return self.attempts_used_up(&pending.sid, method);
+                    }
+                    self.error(msg::WRONG_CODE)?;
+                }
+                Err(e) if e.twilio_code() == Some(codes::MAX_CHECK_ATTEMPTS) => {
+                    return self.attempts_used_up(&pending.sid, method);
+                }
+                Err(e) if e.twilio_code() == Some(codes::NOT_FOUND) => {
+                    live = false;
+                    self.log(
+                        Record::event("verification_expired")
+                            .with("user", self.login.user)
+                            .with("sid", pending.sid.clone()),
+                    );
+                    self.error(msg::EXPIRED)?;
+                }
+                Err(e) => return Err(self.check_failure(&e)),
+            }
+        }
+    }
+
+    fn attempts_used_up(&mut self, sid: &str, method: Method) -> Step<Outcome> {
+        self.cancel(sid, method);
+        self.log(
+            Record::event("verification_failed")
+                .with("user", self.login.user)
+                .with("reason", "max_attempts")
+                .with("rhost", self.login.rhost.unwrap_or("-"))
+                .at(Level::Warning),
+        );
+        self.error(msg::TOO_MANY_WRONG)?;
+        Ok(Outcome::MaxTries)
+    }
+
+    /// Counts an unusable answer; past the limit the login ends.
+    fn invalid_entry(&mut self, invalid: &mut u32, text: &str) -> Step<()> {
+        *invalid += 1;
+        if *invalid >= MAX_INVALID_ENTRIES {
+            self.log(
+                Record::event("verification_failed")
+                    .with("user", self.login.user)
+                    .with("reason", "too_many_invalid_entries"),
+            );
+            self.error(msg::TOO_MANY_INVALID)?;
+            return Err(Outcome::AuthErr);
+        }
+        self.error(text)?;
+        Ok(())
+    }
+
+    /// Best effort: a verification we no longer want should not stay usable.
+    fn cancel(&mut self, sid: &str, _method: Method) {
+        match self.env.api.cancel(sid) {
+            Ok(()) => self.status_changed(sid, "canceled"),
+            Err(e) => self.log(
+                Record::message(Level::Debug, format!("could not cancel verification: {e}"))
+                    .with("sid", sid.to_string()),
+            ),
+        }
+    }
+
+    fn status_changed(&mut self, sid: &str, status: &str) {
+        self.log(
+            Record::event("verification_status_changed")
+                .with("user", self.login.user)
+                .with("sid", sid.to_string())
+                .with("status", status),
+        );
+    }
+
+    fn send_failure(&mut self, e: &ApiError, method: Method) -> Outcome {
+        let code = e.twilio_code();
+        let (outcome, text) = match (e, code) {
+            (ApiError::Unavailable(why), _) => {
+                self.admin_error(format!(
+                    "cannot send a code: {why}; check the network path to {}",
+                    self.cfg.verify_url
+                ));
+                (Outcome::AuthInfoUnavail, msg::UNAVAILABLE)
+            }
+            (_, Some(codes::BAD_CREDENTIALS)) => {
+                self.admin_error("Twilio rejected the credentials (error 20003); check account_sid and auth_token".into());
+                (Outcome::ServiceErr, msg::SETUP_ERROR)
+            }
+            (_, Some(codes::NOT_FOUND)) => {
+                self.admin_error(format!(
+                    "Twilio has no Verify service {} (error 20404); check service_sid",
+                    self.cfg.service_sid
+                ));
+                (Outcome::ServiceErr, msg::SETUP_ERROR)
+            }
+            (_, Some(codes::MAX_SEND_ATTEMPTS)) => (Outcome::AuthErr, msg::SEND_LIMIT),
+            (_, Some(codes::TOO_MANY_REQUESTS)) => (Outcome::AuthErr, msg::RATE_LIMITED),
+            _ => {
+                self.log(
+                    Record::message(Level::Error, format!("Twilio refused to send a code: {e}"))
+                        .with("user", self.login.user)
+                        .with("method", method.name()),
+                );
+                (Outcome::AuthErr, msg::SEND_FAILED)
+            }
+        };
+        self.log(
+            Record::event("verification_failed")
+                .with("user", self.login.user)
+                .with("reason", "send_failed")
+                .with(
+                    "twilio_code",
+                    code.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+                ),
+        );
+        let _ = self.error(text);
+        outcome
+    }
+
+    fn check_failure(&mut self, e: &ApiError) -> Outcome {
+        let (outcome, text) = match (e, e.twilio_code()) {
+            (ApiError::Unavailable(why), _) => {
+                self.admin_error(format!(
+                    "cannot check a code: {why}; check the network path to {}",
+                    self.cfg.verify_url
+                ));
+                (Outcome::AuthInfoUnavail, msg::UNAVAILABLE)
+            }
+            (_, Some(codes::BAD_CREDENTIALS)) => {
+                self.admin_error("Twilio rejected the credentials (error 20003); check account_sid and auth_token".into());
+                (Outcome::ServiceErr, msg::SETUP_ERROR)
+            }
+            (_, Some(codes::TOO_MANY_REQUESTS)) => (Outcome::AuthErr, msg::RATE_LIMITED),
+            _ => {
+                self.log(
+                    Record::message(Level::Error, format!("Twilio refused to check a code: {e}"))
+                        .with("user", self.login.user),
+                );
+                (Outcome::AuthErr, msg::CHECK_FAILED)
+            }
+        };
+        let _ = self.error(text);
+        outcome
+    }
+
+    /// `service_name` with its placeholders filled in, cut to Twilio's 30 characters.
+    fn friendly_name(&self, method: Method) -> Option<String> {
+        let template = self.cfg.service_name.as_ref()?;
+        let filled = template
+            .replace("{user}", self.login.user)
+            .replace("{host}", self.login.hostname)
+            .replace("{service}", self.login.service)
+            .replace("{method}", method.name());
+        // The user name comes from the network and ends up in a text message.
+        let clean: String = filled
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(30)
+            .collect();
+        let clean = clean.trim().to_string();
+        (!clean.is_empty()).then_some(clean)
+    }
+
+    fn log(&self, r: Record) {
+        self.env.events.record(r);
+    }
+
+    fn admin_error(&self, text: String) {
+        self.log(Record::message(Level::Error, text).with("user", self.login.user));
+    }
+
+    fn error(&mut self, text: &str) -> Result<(), ConvError> {
+        self.env.conv.error(text)
+    }
+}
+
+/// Menu answers: the number, the method name, or its label.
+fn parse_menu_answer(answer: &str, methods: &[Method], cfg: &Config) -> Option<Method> {
+    let a = answer.trim().to_lowercase();
+    if let Ok(i) = a.parse::<usize>() {
+        return (1..=methods.len()).contains(&i).then(|| methods[i - 1]);
+    }
+    methods
+        .iter()
+        .copied()
+        .find(|m| m.name() == a || cfg.label(*m).to_lowercase() == a)
+}
+
+/// Strips spaces and dashes; a code is 4 to 10 ASCII digits.
+pub fn normalise_code(answer: &str) -> Option<String> {
+    if answer.len() > 64 {
+        return None;
+    }
+    let code: String = answer.chars().filter(|c| *c != ' ' && *c != '-').collect();
+    let ok = (4..=10).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_digit());
+    ok.then_some(code)
+}

@@ -1,0 +1,702 @@
+//! Every branch of the flow, with in-memory fakes.
+
+use super::*;
+use crate::events::MemoryLog;
+use crate::phone::SourceError;
+use crate::verify::Verification;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Shown {
+    EchoOn(String),
+    EchoOff(String),
+    Error(String),
+    Info(String),
+}
+
+/// Answers prompts from a script; `None` in the script is a hung-up client.
+#[derive(Default)]
+struct ScriptedConv {
+    answers: VecDeque<Option<String>>,
+    shown: Vec<Shown>,
+}
+
+impl ScriptedConv {
+    fn new(answers: &[&str]) -> Self {
+        ScriptedConv {
+            answers: answers.iter().map(|a| Some(a.to_string())).collect(),
+            shown: vec![],
+        }
+    }
+    fn next(&mut self) -> Result<String, ConvError> {
+        self.answers
+            .pop_front()
+            .flatten()
+            .ok_or_else(|| ConvError("no answer".into()))
+    }
+    fn errors(&self) -> Vec<String> {
+        self.shown
+            .iter()
+            .filter_map(|s| match s {
+                Shown::Error(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+    fn prompts(&self) -> Vec<String> {
+        self.shown
+            .iter()
+            .filter_map(|s| match s {
+                Shown::EchoOff(t) | Shown::EchoOn(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+impl Conversation for ScriptedConv {
+    fn prompt_echo_on(&mut self, p: &str) -> Result<String, ConvError> {
+        self.shown.push(Shown::EchoOn(p.into()));
+        self.next()
+    }
+    fn prompt_echo_off(&mut self, p: &str) -> Result<String, ConvError> {
+        self.shown.push(Shown::EchoOff(p.into()));
+        self.next()
+    }
+    fn error(&mut self, t: &str) -> Result<(), ConvError> {
+        self.shown.push(Shown::Error(t.into()));
+        Ok(())
+    }
+    fn info(&mut self, t: &str) -> Result<(), ConvError> {
+        self.shown.push(Shown::Info(t.into()));
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Call {
+    Send(String, Method, Option<String>),
+    Check(String, String),
+    Cancel(String),
+}
+
+/// A Verify stand-in: the right code is "123456"; errors can be queued.
+#[derive(Default)]
+struct FakeApi {
+    calls: RefCell<Vec<Call>>,
+    send_errors: RefCell<VecDeque<ApiError>>,
+    check_errors: RefCell<VecDeque<ApiError>>,
+    sends: Cell<u32>,
+}
+
+impl FakeApi {
+    fn calls(&self) -> Vec<Call> {
+        self.calls.borrow().clone()
+    }
+    fn checks(&self) -> usize {
+        self.calls()
+            .iter()
+            .filter(|c| matches!(c, Call::Check(..)))
+            .count()
+    }
+}
+
+impl VerifyApi for FakeApi {
+    fn send(&self, to: &str, m: Method, f: Option<&str>) -> Result<Verification, ApiError> {
+        self.calls
+            .borrow_mut()
+            .push(Call::Send(to.into(), m, f.map(String::from)));
+        if let Some(e) = self.send_errors.borrow_mut().pop_front() {
+            return Err(e);
+        }
+        self.sends.set(self.sends.get() + 1);
+        Ok(Verification {
+            sid: format!("VE{:032}", self.sends.get()),
+            status: "pending".into(),
+        })
+    }
+    fn check(&self, sid: &str, code: &str) -> Result<CheckResult, ApiError> {
+        self.calls
+            .borrow_mut()
+            .push(Call::Check(sid.into(), code.into()));
+        if let Some(e) = self.check_errors.borrow_mut().pop_front() {
+            return Err(e);
+        }
+        Ok(if code == "123456" {
+            CheckResult::Approved
+        } else {
+            CheckResult::Rejected
+        })
+    }
+    fn cancel(&self, sid: &str) -> Result<(), ApiError> {
+        self.calls.borrow_mut().push(Call::Cancel(sid.into()));
+        Ok(())
+    }
+}
+
+struct FakePhones(Result<Option<String>, SourceError>);
+impl PhoneSource for FakePhones {
+    fn lookup(&self, _: &str) -> Result<Option<String>, SourceError> {
+        self.0.clone()
+    }
+}
+
+struct FakeUsers;
+impl UserDb for FakeUsers {
+    fn exists(&self, u: &str) -> bool {
+        u == "alice"
+    }
+}
+
+struct FakeClock(Cell<u64>);
+impl Clock for FakeClock {
+    fn now(&self) -> u64 {
+        self.0.get()
+    }
+}
+
+/// Advances the fake clock each time the user is prompted, by a script.
+struct TimedConv<'c> {
+    inner: ScriptedConv,
+    clock: &'c FakeClock,
+    steps: VecDeque<u64>,
+}
+
+impl Conversation for TimedConv<'_> {
+    fn prompt_echo_on(&mut self, p: &str) -> Result<String, ConvError> {
+        self.inner.prompt_echo_on(p)
+    }
+    fn prompt_echo_off(&mut self, p: &str) -> Result<String, ConvError> {
+        let step = self.steps.pop_front().unwrap_or(0);
+        self.clock.0.set(self.clock.0.get() + step);
+        self.inner.prompt_echo_off(p)
+    }
+    fn error(&mut self, t: &str) -> Result<(), ConvError> {
+        self.inner.error(t)
+    }
+    fn info(&mut self, t: &str) -> Result<(), ConvError> {
+        self.inner.info(t)
+    }
+}
+
+fn config(extra: &str) -> Config {
+    Config::parse(&format!(
+        "account_sid = \"AC0123456789abcdef0123456789abcdef\"\nauth_token = \"tok\"\nservice_sid = \"VA0123456789abcdef0123456789abcdef\"\n{extra}"
+    ))
+    .unwrap()
+}
+
+const SMS_ONLY: &str = "allowed_methods = [\"sms\"]\n";
+const ALICE_PHONE: &str = "+12015552671";
+const PROMPT: &str = "Code sent by text message to (XXX) XXX-2671. Enter code: ";
+
+struct Run {
+    outcome: Outcome,
+    conv: ScriptedConv,
+    api: FakeApi,
+    log: MemoryLog,
+}
+
+impl Run {
+    fn events(&self, name: &str) -> Vec<Record> {
+        self.log
+            .0
+            .borrow()
+            .iter()
+            .filter(|r| r.get("event") == Some(name))
+            .cloned()
+            .collect()
+    }
+}
+
+fn run_with(
+    cfg: &Config,
+    user: &str,
+    phone: Result<Option<String>, SourceError>,
+    answers: &[&str],
+    api: FakeApi,
+) -> Run {
+    let mut conv = ScriptedConv::new(answers);
+    let log = MemoryLog::default();
+    let phones = FakePhones(phone);
+    let clock = FakeClock(Cell::new(1_000_000));
+    let login = Login {
+        user,
+        rhost: Some("192.0.2.7"),
+        service: "sshd",
+        hostname: "bastion",
+    };
+    let outcome = {
+        let mut env = Env {
+            conv: &mut conv,
+            api: &api,
+            phones: &phones,
+            users: &FakeUsers,
+            events: &log,
+            clock: &clock,
+        };
+        authenticate(cfg, &login, &mut env)
+    };
+    Run {
+        outcome,
+        conv,
+        api,
+        log,
+    }
+}
+
+fn run(extra: &str, answers: &[&str]) -> Run {
+    run_with(
+        &config(extra),
+        "alice",
+        Ok(Some(ALICE_PHONE.into())),
+        answers,
+        FakeApi::default(),
+    )
+}
+
+#[test]
+fn right_code_succeeds_and_check_is_bound_to_the_sid() {
+    let r = run(SMS_ONLY, &["123456"]);
+    assert_eq!(r.outcome, Outcome::Success);
+    assert_eq!(r.conv.prompts(), vec![PROMPT]);
+    assert_eq!(
+        r.api.calls(),
+        vec![
+            Call::Send(ALICE_PHONE.into(), Method::Sms, None),
+            Call::Check(format!("VE{:032}", 1), "123456".into()),
+        ]
+    );
+    assert_eq!(r.events("verification_sent").len(), 1);
+    assert_eq!(r.events("verification_success").len(), 1);
+    let sent = &r.events("verification_sent")[0];
+    assert_eq!(sent.get("to"), Some("+1******2671"));
+    assert_eq!(sent.get("rhost"), Some("192.0.2.7"));
+    assert_eq!(sent.get("service"), Some("sshd"));
+}
+
+#[test]
+fn no_log_line_holds_a_code_or_the_full_number() {
+    let r = run(SMS_ONLY, &["111111", "123456"]);
+    for rec in r.log.0.borrow().iter() {
+        let line = rec.to_line();
+        assert!(
+            !line.contains("123456") && !line.contains("111111"),
+            "{line}"
+        );
+        assert!(!line.contains("2015552671"), "{line}");
+    }
+}
+
+#[test]
+fn obfuscate_false_shows_national_format() {
+    let r = run(&format!("{SMS_ONLY}obfuscate = false\n"), &["123456"]);
+    assert_eq!(
+        r.conv.prompts(),
+        vec!["Code sent by text message to (201) 555-2671. Enter code: "]
+    );
+}
+
+#[test]
+fn wrong_then_right() {
+    let r = run(SMS_ONLY, &["000000", "123456"]);
+    assert_eq!(r.outcome, Outcome::Success);
+    assert_eq!(r.conv.errors(), vec![msg::WRONG_CODE]);
+    assert_eq!(r.events("verification_failed").len(), 1);
+}
+
+#[test]
+fn fifth_code_right_still_succeeds() {
+    let r = run(
+        SMS_ONLY,
+        &["000001", "000002", "000003", "000004", "123456"],
+    );
+    assert_eq!(r.outcome, Outcome::Success);
+    assert_eq!(r.api.checks(), 5);
+}
+
+#[test]
+fn attempts_used_up_cancels_and_maxtries() {
+    let r = run(
+        SMS_ONLY,
+        &["000001", "000002", "000003", "000004", "000005", "123456"],
+    );
+    assert_eq!(r.outcome, Outcome::MaxTries);
+    assert_eq!(r.api.checks(), 5);
+    assert_eq!(
+        r.api.calls().last(),
+        Some(&Call::Cancel(format!("VE{:032}", 1)))
+    );
+    assert_eq!(
+        r.conv.errors().last().map(String::as_str),
+        Some(msg::TOO_MANY_WRONG)
+    );
+    assert_eq!(
+        r.events("verification_status_changed")[0].get("status"),
+        Some("canceled")
+    );
+}
+
+#[test]
+fn max_attempts_is_configurable() {
+    let r = run(
+        &format!("{SMS_ONLY}max_attempts = 2\n"),
+        &["000001", "000002", "123456"],
+    );
+    assert_eq!(r.outcome, Outcome::MaxTries);
+    assert_eq!(r.api.checks(), 2);
+}
+
+#[test]
+fn twilio_60202_takes_the_max_tries_path() {
+    let api = FakeApi::default();
+    api.check_errors.borrow_mut().push_back(ApiError::Twilio {
+        http_status: 429,
+        code: 60202,
+        message: "Max check attempts reached".into(),
+    });
+    let r = run_with(
+        &config(SMS_ONLY),
+        "alice",
+        Ok(Some(ALICE_PHONE.into())),
+        &["123456"],
+        api,
+    );
+    assert_eq!(r.outcome, Outcome::MaxTries);
+    assert!(matches!(r.api.calls().last(), Some(Call::Cancel(_))));
+}
+
+#[test]
+fn malformed_codes_are_reasked_and_never_checked() {
+    let r = run(
+        SMS_ONLY,
+        &["abc", "12", "12345678901", "12 34-56x", "", "12-34 56"],
+    );
+    assert_eq!(
+        r.api.checks(),
+        1,
+        "only the last, well-formed answer is checked"
+    );
+    assert_eq!(
+        r.conv
+            .errors()
+            .iter()
+            .filter(|e| *e == msg::BAD_FORMAT)
+            .count(),
+        5
+    );
+    // "12-34 56" normalises to 123456, the right code.
+    assert_eq!(r.outcome, Outcome::Success);
+}
+
+#[test]
+fn endless_garbage_ends_the_login() {
+    let answers: Vec<&str> = std::iter::repeat("x").take(50).collect();
+    let r = run(SMS_ONLY, &answers);
+    assert_eq!(r.outcome, Outcome::AuthErr);
+    assert_eq!(r.api.checks(), 0);
+    assert_eq!(r.conv.prompts().len() as u32, MAX_INVALID_ENTRIES);
+}
+
+#[test]
+fn hung_up_client_is_conv_err() {
+    let r = run(SMS_ONLY, &[]);
+    assert_eq!(r.outcome, Outcome::ConvErr);
+}
+
+#[test]
+fn unknown_user_sends_nothing() {
+    let r = run_with(
+        &config(SMS_ONLY),
+        "mallory",
+        Ok(Some(ALICE_PHONE.into())),
+        &["123456"],
+        FakeApi::default(),
+    );
+    assert_eq!(r.outcome, Outcome::UserUnknown);
+    assert!(r.api.calls().is_empty());
+    assert!(r.conv.shown.is_empty());
+}
+
+#[test]
+fn no_number_is_auth_err_with_message() {
+    let r = run_with(
+        &config(SMS_ONLY),
+        "alice",
+        Ok(None),
+        &["123456"],
+        FakeApi::default(),
+    );
+    assert_eq!(r.outcome, Outcome::AuthErr);
+    assert_eq!(r.conv.errors(), vec![msg::NO_PHONE]);
+    assert!(r.api.calls().is_empty());
+}
+
+#[test]
+fn unparsable_number_is_auth_err_nothing_sent() {
+    let r = run_with(
+        &config(SMS_ONLY),
+        "alice",
+        Ok(Some("not a number".into())),
+        &[],
+        FakeApi::default(),
+    );
+    assert_eq!(r.outcome, Outcome::AuthErr);
+    assert_eq!(r.conv.errors(), vec![msg::BAD_PHONE]);
+    assert!(r.api.calls().is_empty());
+}
+
+#[test]
+fn unreadable_source_is_service_err() {
+    let r = run_with(
+        &config(SMS_ONLY),
+        "alice",
+        Err(SourceError("bad toml".into())),
+        &[],
+        FakeApi::default(),
+    );
+    assert_eq!(r.outcome, Outcome::ServiceErr);
+    assert!(r.api.calls().is_empty());
+}
+
+#[test]
+fn menu_accepts_number_name_or_label_and_reasks() {
+    for (answers, want) in [
+        (vec!["2", "123456"], Method::Call),
+        (vec!["whatsapp", "123456"], Method::Whatsapp),
+        (vec!["Text Message", "123456"], Method::Sms),
+        (vec!["9", "email", "3", "123456"], Method::Whatsapp),
+    ] {
+        let r = run("", &answers);
+        assert_eq!(r.outcome, Outcome::Success, "{answers:?}");
+        assert!(
+            matches!(&r.api.calls()[0], Call::Send(_, m, _) if *m == want),
+            "{answers:?}"
+        );
+    }
+    let r = run("", &["2", "123456"]);
+    assert_eq!(
+        r.conv.prompts()[0],
+        "Choose how to receive your code:\n  1. text message\n  2. voice call\n  3. WhatsApp\nEnter 1-3: "
+    );
+    assert_eq!(
+        r.conv.prompts()[1],
+        "Code sent by voice call to (XXX) XXX-2671. Enter code: "
+    );
+}
+
+#[test]
+fn menu_gives_up_after_three_bad_answers() {
+    let r = run("", &["x", "y", "z", "1"]);
+    assert_eq!(r.outcome, Outcome::AuthErr);
+    assert!(r.api.calls().is_empty());
+    assert_eq!(r.conv.prompts().len(), 3);
+}
+
+#[test]
+fn labels_come_from_config() {
+    let r = run(
+        "allowed_methods = [\"sms\", \"call\"]\n[methods.call]\nlabel = \"phone call\"\n",
+        &["phone call", "123456"],
+    );
+    assert_eq!(r.outcome, Outcome::Success);
+    assert!(r.conv.prompts()[0].contains("2. phone call"));
+}
+
+#[test]
+fn friendly_name_is_filled_and_sanitised() {
+    let cfg = config(&format!(
+        "{SMS_ONLY}service_name = \"{{service}}@{{host}} {{user}}\"\n"
+    ));
+    let r = run_with(
+        &cfg,
+        "alice",
+        Ok(Some(ALICE_PHONE.into())),
+        &["123456"],
+        FakeApi::default(),
+    );
+    assert!(matches!(&r.api.calls()[0], Call::Send(_, _, Some(f)) if f == "sshd@bastion alice"));
+}
+
+fn timed_run(extra: &str, answers: &[&str], steps: &[u64]) -> (Outcome, ScriptedConv, FakeApi) {
+    let cfg = config(extra);
+    let clock = FakeClock(Cell::new(1_000_000));
+    let mut conv = TimedConv {
+        inner: ScriptedConv::new(answers),
+        clock: &clock,
+        steps: steps.iter().copied().collect(),
+    };
+    let api = FakeApi::default();
+    let log = MemoryLog::default();
+    let phones = FakePhones(Ok(Some(ALICE_PHONE.into())));
+    let login = Login {
+        user: "alice",
+        rhost: None,
+        service: "sudo",
+        hostname: "h",
+    };
+    let outcome = {
+        let mut env = Env {
+            conv: &mut conv,
+            api: &api,
+            phones: &phones,
+            users: &FakeUsers,
+            events: &log,
+            clock: &clock,
+        };
+        authenticate(&cfg, &login, &mut env)
+    };
+    (outcome, conv.inner, api)
+}
+
+#[test]
+fn early_resend_is_refused_with_seconds_left() {
+    let (outcome, conv, api) = timed_run(SMS_ONLY, &["r", "123456"], &[30, 0]);
+    assert_eq!(outcome, Outcome::Success);
+    assert_eq!(
+        conv.errors(),
+        vec!["You can request a new code in 150 seconds."]
+    );
+    assert_eq!(
+        api.calls()
+            .iter()
+            .filter(|c| matches!(c, Call::Send(..)))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn later_resend_cancels_old_and_sends_same_method() {
+    let (outcome, _conv, api) = timed_run(
+        &format!("{SMS_ONLY}retry_time = 60\n"),
+        &["resend", "123456"],
+        &[61, 0],
+    );
+    assert_eq!(outcome, Outcome::Success);
+    let first = format!("VE{:032}", 1);
+    let second = format!("VE{:032}", 2);
+    assert_eq!(
+        api.calls(),
+        vec![
+            Call::Send(ALICE_PHONE.into(), Method::Sms, None),
+            Call::Cancel(first),
+            Call::Send(ALICE_PHONE.into(), Method::Sms, None),
+            Call::Check(second, "123456".into()),
+        ]
+    );
+}
+
+#[test]
+fn expired_verification_says_so_and_allows_immediate_resend() {
+    let api = FakeApi::default();
+    api.check_errors.borrow_mut().push_back(ApiError::Twilio {
+        http_status: 404,
+        code: 20404,
+        message: "not found".into(),
+    });
+    let r = run_with(
+        &config(SMS_ONLY),
+        "alice",
+        Ok(Some(ALICE_PHONE.into())),
+        &["111111", "222222", "r", "123456"],
+        api,
+    );
+    assert_eq!(r.outcome, Outcome::Success);
+    assert_eq!(r.conv.errors(), vec![msg::EXPIRED, msg::EXPIRED]);
+    // The code typed after expiry is not sent to Twilio; the resend needs no wait.
+    assert_eq!(r.api.checks(), 2);
+    assert_eq!(
+        r.api
+            .calls()
+            .iter()
+            .filter(|c| matches!(c, Call::Send(..)))
+            .count(),
+        2
+    );
+}
+
+fn failing_send(e: ApiError) -> Run {
+    let api = FakeApi::default();
+    api.send_errors.borrow_mut().push_back(e);
+    run_with(
+        &config(SMS_ONLY),
+        "alice",
+        Ok(Some(ALICE_PHONE.into())),
+        &["123456"],
+        api,
+    )
+}
+
+fn twilio(code: u32, http_status: u16) -> ApiError {
+    ApiError::Twilio {
+        http_status,
+        code,
+        message: "m".into(),
+    }
+}
+
+#[test]
+fn send_failures_map_to_pam_outcomes() {
+    let r = failing_send(ApiError::Unavailable("timed out".into()));
+    assert_eq!(
+        (r.outcome, r.conv.errors()),
+        (Outcome::AuthInfoUnavail, vec![msg::UNAVAILABLE.to_string()])
+    );
+    let r = failing_send(twilio(20003, 401));
+    assert_eq!(
+        (r.outcome, r.conv.errors()),
+        (Outcome::ServiceErr, vec![msg::SETUP_ERROR.to_string()])
+    );
+    let admin = r
+        .log
+        .0
+        .borrow()
+        .iter()
+        .any(|x| x.level == Level::Error && x.get("msg").unwrap_or("").contains("20003"));
+    assert!(admin, "bad credentials are logged at error level");
+    assert_eq!(
+        failing_send(twilio(20404, 404)).outcome,
+        Outcome::ServiceErr
+    );
+    let r = failing_send(twilio(60203, 429));
+    assert_eq!(
+        (r.outcome, r.conv.errors()),
+        (Outcome::AuthErr, vec![msg::SEND_LIMIT.to_string()])
+    );
+    assert_eq!(failing_send(twilio(60410, 403)).outcome, Outcome::AuthErr);
+}
+
+#[test]
+fn check_failures_map_to_pam_outcomes() {
+    for (e, want) in [
+        (
+            ApiError::Unavailable("500".into()),
+            Outcome::AuthInfoUnavail,
+        ),
+        (twilio(20003, 401), Outcome::ServiceErr),
+        (twilio(60200, 400), Outcome::AuthErr),
+    ] {
+        let api = FakeApi::default();
+        api.check_errors.borrow_mut().push_back(e.clone());
+        let r = run_with(
+            &config(SMS_ONLY),
+            "alice",
+            Ok(Some(ALICE_PHONE.into())),
+            &["123456"],
+            api,
+        );
+        assert_eq!(r.outcome, want, "{e:?}");
+    }
+}
+
+#[test]
+fn code_normalisation() {
+    assert_eq!(normalise_code("123 456").as_deref(), Some("123456"));
+    assert_eq!(normalise_code("12-34").as_deref(), Some("1234"));
+    assert_eq!(normalise_code("0123456789").as_deref(), Some("0123456789"));
+    for bad in ["123", "01234567890", "12a456", "١٢٣٤٥٦", "12\t3456", ""] {
+        assert_eq!(normalise_code(bad), None, "{bad:?}");
+    }
+}

@@ -1,0 +1,19 @@
+//! pam-twilio-2fa: a second factor at login through Twilio Verify.
+//!
+//! The authentication flow (`flow`) is plain Rust over small interfaces
+//! (`conversation`, `verify`, `phone`, `events`, `clock`, `users`); the PAM
+//! entry points (`pam_entry`) are a thin shell that only translates.
+
+pub mod clock;
+pub mod config;
+pub mod conversation;
+pub mod events;
+pub mod flow;
+pub mod method;
+pub mod pam_client;
+mod pam_entry;
+pub mod phone;
+pub mod simulator;
+pub mod twilio_client;
+pub mod users;
+pub mod verify;

@@ -1,0 +1,547 @@
+//! The built-in Twilio Verify simulator: Verify v2 and Lookups v2 over plain
+//! HTTP on loopback, with Twilio's documented semantics (see `state`), HTTP
+//! Basic auth, form-encoded requests, and faults that tests can inject.
+//!
+//! Twilio cannot be reached from a test machine; this is the one stand-in.
+
+pub mod state;
+
+use base64::Engine;
+use serde_json::{json, Value};
+use state::{twilio_error, Answer, Delivery, VerifyState};
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Credentials and SIDs the simulator accepts unless told otherwise.
+pub const DEFAULT_ACCOUNT_SID: &str = "AC00000000000000000000000000000001";
+pub const DEFAULT_AUTH_TOKEN: &str = "simulator-auth-token";
+pub const DEFAULT_SERVICE_SID: &str = "VA00000000000000000000000000000001";
+
+const MAX_HEAD: usize = 16 * 1024;
+const MAX_BODY: usize = 64 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub account_sid: String,
+    pub auth_token: String,
+    pub service_sid: String,
+    /// Each delivered code is appended here as one JSON line.
+    pub outbox: Option<PathBuf>,
+    /// Print each delivered code on stdout, as a phone would show it.
+    pub print: bool,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            account_sid: DEFAULT_ACCOUNT_SID.into(),
+            auth_token: DEFAULT_AUTH_TOKEN.into(),
+            service_sid: DEFAULT_SERVICE_SID.into(),
+            outbox: None,
+            print: false,
+        }
+    }
+}
+
+/// A fault applied to the next API request(s) instead of a normal answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer normally, but only after this long.
+    Delay(Duration),
+    /// Answer with this HTTP status and a Twilio error body (e.g. 500, 503).
+    Status(u16),
+    /// 429 with error 20429 and `Retry-After`.
+    TooManyRequests,
+    /// 200 with a body that is not JSON.
+    Garbage,
+    /// Close the connection without answering.
+    Close,
+}
+
+impl Fault {
+    /// Parses the control endpoint's `kind` (delay:MS, status:CODE, 429, garbage, close).
+    pub fn parse(s: &str) -> Option<Fault> {
+        if let Some(ms) = s.strip_prefix("delay:") {
+            return ms
+                .parse()
+                .ok()
+                .map(|ms| Fault::Delay(Duration::from_millis(ms)));
+        }
+        if let Some(code) = s.strip_prefix("status:") {
+            return code
+                .parse()
+                .ok()
+                .filter(|c| (100..600).contains(c))
+                .map(Fault::Status);
+        }
+        match s {
+            "429" => Some(Fault::TooManyRequests),
+            "garbage" => Some(Fault::Garbage),
+            "close" => Some(Fault::Close),
+            _ => None,
+        }
+    }
+}
+
+/// One API request as received, for tests to assert what "Twilio" got.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    pub form: BTreeMap<String, String>,
+    pub authorized: bool,
+    pub user_agent: String,
+}
+
+struct Shared {
+    cfg: SimConfig,
+    state: Mutex<VerifyState>,
+    faults: Mutex<VecDeque<Fault>>,
+    received: Mutex<Vec<Received>>,
+    started: Instant,
+    start_epoch: u64,
+    offset: Mutex<u64>,
+}
+
+impl Shared {
+    /// Simulated seconds since the epoch: real time plus `advance`d time.
+    fn now(&self) -> u64 {
+        self.start_epoch + self.started.elapsed().as_secs() + *lock(&self.offset)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panicking connection thread must not take the simulator down with it.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A running simulator; it stops when dropped.
+pub struct Simulator {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Simulator {
+    /// Binds `listen` (e.g. "127.0.0.1:0") and serves in background threads.
+    pub fn start(listen: &str, cfg: SimConfig) -> std::io::Result<Simulator> {
+        let listener = TcpListener::bind(listen)?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(VerifyState::new(&cfg.account_sid, &cfg.service_sid)),
+            cfg,
+            faults: Mutex::new(VecDeque::new()),
+            received: Mutex::new(Vec::new()),
+            started: Instant::now(),
+            start_epoch: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            offset: Mutex::new(0),
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s2, stop2) = (shared.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(stream) = conn {
+                    let s3 = s2.clone();
+                    std::thread::spawn(move || serve(stream, &s3));
+                }
+            }
+        });
+        Ok(Simulator { addr, shared, stop })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The base URL to put in `verify_url` / `lookup_url`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn config(&self) -> &SimConfig {
+        &self.shared.cfg
+    }
+
+    /// Every code delivered so far, oldest first.
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        lock(&self.shared.state).deliveries.clone()
+    }
+
+    /// Every API request received so far (control requests excluded).
+    pub fn received(&self) -> Vec<Received> {
+        lock(&self.shared.received).clone()
+    }
+
+    /// How a verification ended ("approved", "canceled", "expired"), if it has.
+    pub fn final_status(&self, sid: &str) -> Option<String> {
+        lock(&self.shared.state).finished.get(sid).cloned()
+    }
+
+    /// Queues a fault for each of the next `times` API requests.
+    pub fn inject(&self, fault: Fault, times: usize) {
+        let mut f = lock(&self.shared.faults);
+        for _ in 0..times {
+            f.push_back(fault.clone());
+        }
+    }
+
+    /// Moves the simulated clock forward (code expiry, send windows).
+    pub fn advance(&self, secs: u64) {
+        *lock(&self.shared.offset) += secs;
+    }
+
+    /// Sets the line type Lookups reports for an E.164 number (default "mobile").
+    pub fn set_line_type(&self, e164: &str, kind: &str) {
+        lock(&self.shared.state)
+            .line_types
+            .insert(e164.into(), kind.into());
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so its thread ends.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
+    }
+}
+
+struct Request {
+    method: String,
+    path: String,
+    query: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn read_request(stream: &TcpStream) -> Option<Request> {
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut head = Vec::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = reader
+            .by_ref()
+            .take(MAX_HEAD as u64)
+            .read_line(&mut line)
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        head.push(line.trim_end_matches(['\r', '\n']).to_string());
+        if line == "\r\n" || line == "\n" {
+            break;
+        }
+        if head.iter().map(String::len).sum::<usize>() > MAX_HEAD {
+            return None;
+        }
+    }
+    let mut first = head.first()?.split_whitespace();
+    let method = first.next()?.to_string();
+    let target = first.next()?.to_string();
+    let headers: Vec<(String, String)> = head[1..]
+        .iter()
+        .filter_map(|h| h.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    if len > MAX_BODY {
+        return None;
+    }
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).ok()?;
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p.to_string(), q.to_string()),
+        None => (target, String::new()),
+    };
+    Some(Request {
+        method,
+        path,
+        query,
+        headers,
+        body,
+    })
+}
+
+/// Decodes `application/x-www-form-urlencoded` (also used for query strings).
+pub fn parse_form(s: &str) -> BTreeMap<String, String> {
+    s.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn respond(stream: &mut TcpStream, status: u16, content_type: &str, extra: &str, body: &str) {
+    let reason = match status {
+        200 => "OK",
+        201 => "Created",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Status",
+    };
+    let msg = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(msg.as_bytes());
+    let _ = stream.flush();
+}
+
+fn respond_json(stream: &mut TcpStream, a: &Answer) {
+    respond(
+        stream,
+        a.status,
+        "application/json",
+        "",
+        &a.body.to_string(),
+    );
+}
+
+fn serve(mut stream: TcpStream, shared: &Shared) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let Some(req) = read_request(&stream) else {
+        return;
+    };
+    if let Some(control) = req.path.strip_prefix("/_simulator/") {
+        let a = control_request(control, &req, shared);
+        respond_json(&mut stream, &a);
+        return;
+    }
+    let form = parse_form(&String::from_utf8_lossy(&req.body));
+    let authorized = is_authorized(&req, &shared.cfg);
+    lock(&shared.received).push(Received {
+        method: req.method.clone(),
+        path: req.path.clone(),
+        form: form.clone(),
+        authorized,
+        user_agent: req.header("user-agent").unwrap_or("").to_string(),
+    });
+    let fault = lock(&shared.faults).pop_front();
+    match fault {
+        Some(Fault::Close) => return,
+        Some(Fault::Garbage) => {
+            respond(&mut stream, 200, "text/html", "", "<html>not json</html>");
+            return;
+        }
+        Some(Fault::TooManyRequests) => {
+            let a = twilio_error(429, 20429, "Too many requests");
+            respond(
+                &mut stream,
+                429,
+                "application/json",
+                "Retry-After: 1\r\n",
+                &a.body.to_string(),
+            );
+            return;
+        }
+        Some(Fault::Status(code)) => {
+            let a = twilio_error(code, 20500, "Internal Server Error");
+            respond_json(&mut stream, &a);
+            return;
+        }
+        Some(Fault::Delay(d)) => std::thread::sleep(d),
+        None => {}
+    }
+    if !authorized {
+        respond_json(&mut stream, &twilio_error(401, 20003, "Authenticate"));
+        return;
+    }
+    let answer = route(&req, &form, shared);
+    respond_json(&mut stream, &answer);
+}
+
+fn is_authorized(req: &Request, cfg: &SimConfig) -> bool {
+    let Some(encoded) = req
+        .header("authorization")
+        .and_then(|h| h.strip_prefix("Basic "))
+    else {
+        return false;
+    };
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
+        return false;
+    };
+    decoded == format!("{}:{}", cfg.account_sid, cfg.auth_token).as_bytes()
+}
+
+fn route(req: &Request, form: &BTreeMap<String, String>, shared: &Shared) -> Answer {
+    let now = shared.now();
+    let parts: Vec<&str> = req.path.trim_matches('/').split('/').collect();
+    let mut st = lock(&shared.state);
+    match (req.method.as_str(), parts.as_slice()) {
+        ("GET", ["v2", "PhoneNumbers", number]) => {
+            let q = parse_form(&req.query);
+            st.lookup(
+                &percent_decode(number),
+                q.get("Fields").map(String::as_str).unwrap_or(""),
+            )
+        }
+        (_, ["v2", "Services", service, ..]) if *service != st.service_sid => twilio_error(
+            404,
+            20404,
+            &format!(
+                "The requested resource /Services/{} was not found",
+                service
+                    .chars()
+                    .filter(char::is_ascii_alphanumeric)
+                    .take(40)
+                    .collect::<String>()
+            ),
+        ),
+        ("POST", ["v2", "Services", _, "Verifications"]) => {
+            let a = st.create(now, form);
+            if a.status == 201 {
+                if let Some(d) = st.deliveries.last().cloned() {
+                    drop(st);
+                    deliver(&shared.cfg, &d);
+                }
+            }
+            a
+        }
+        ("POST", ["v2", "Services", _, "VerificationCheck"]) => st.check(now, form),
+        ("POST", ["v2", "Services", _, "Verifications", sid]) => st.update(now, sid, form),
+        ("GET", ["v2", "Services", _, "Verifications", sid]) => st.fetch(now, sid),
+        _ => twilio_error(404, 20404, "The requested resource was not found"),
+    }
+}
+
+/// "Delivers" a code: the outbox file and, if asked, stdout.
+fn deliver(cfg: &SimConfig, d: &Delivery) {
+    if let Some(path) = &cfg.outbox {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "{}", serde_json::to_string(d).unwrap_or_default());
+        }
+    }
+    if cfg.print {
+        let how = match d.channel.as_str() {
+            "call" => "Voice call",
+            "whatsapp" => "WhatsApp message",
+            _ => "Text message",
+        };
+        let from = d.friendly_name.as_deref().unwrap_or("Twilio Verify");
+        println!(
+            "\n[simulated phone {}] {how}: Your {from} verification code is: {}\n",
+            d.to, d.code
+        );
+        let _ = std::io::stdout().flush();
+    }
+}
+
+/// `/_simulator/...`: fault injection and inspection for out-of-process tests.
+fn control_request(path: &str, req: &Request, shared: &Shared) -> Answer {
+    let q = parse_form(&req.query);
+    let ok = |body: Value| Answer { status: 200, body };
+    match path {
+        "fault" => {
+            let times: usize = q
+                .get("times")
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(1)
+                .min(1000);
+            match q.get("kind").and_then(|k| Fault::parse(k)) {
+                Some(f) => {
+                    let mut faults = lock(&shared.faults);
+                    for _ in 0..times {
+                        faults.push_back(f.clone());
+                    }
+                    ok(json!({"queued": times}))
+                }
+                None => twilio_error(
+                    400,
+                    60200,
+                    "kind must be delay:MS, status:CODE, 429, garbage or close",
+                ),
+            }
+        }
+        "advance" => {
+            let secs: u64 = q.get("seconds").and_then(|s| s.parse().ok()).unwrap_or(0);
+            *lock(&shared.offset) += secs;
+            ok(json!({"now": shared.now()}))
+        }
+        "outbox" => ok(json!(lock(&shared.state).deliveries)),
+        "requests" => ok(json!(*lock(&shared.received))),
+        _ => twilio_error(404, 20404, "unknown control endpoint"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_decoding() {
+        let f = parse_form("To=%2B12015552671&Channel=sms&CustomFriendlyName=a+b%zz");
+        assert_eq!(f["To"], "+12015552671");
+        assert_eq!(f["CustomFriendlyName"], "a b%zz");
+        assert_eq!(parse_form("x=%")["x"], "%");
+    }
+
+    #[test]
+    fn fault_kinds_parse() {
+        assert_eq!(
+            Fault::parse("delay:1500"),
+            Some(Fault::Delay(Duration::from_millis(1500)))
+        );
+        assert_eq!(Fault::parse("status:503"), Some(Fault::Status(503)));
+        assert_eq!(Fault::parse("status:9999"), None);
+        assert_eq!(Fault::parse("close"), Some(Fault::Close));
+    }
+}

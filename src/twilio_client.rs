@@ -1,0 +1,257 @@
+//! The Verify API over HTTPS (ureq), as Twilio documents it: form-encoded
+//! requests, HTTP Basic auth, JSON answers with Twilio's error codes.
+
+use crate::config::Config;
+use crate::method::Method;
+use crate::verify::{ApiError, CheckResult, Verification, VerifyApi};
+use base64::Engine;
+use serde::Deserialize;
+use std::time::Duration;
+
+/// Bodies larger than this are not Twilio answers.
+const MAX_BODY: u64 = 64 * 1024;
+
+pub struct TwilioClient {
+    agent: ureq::Agent,
+    base: String,
+    auth_header: String,
+}
+
+pub fn user_agent() -> String {
+    format!("pam-twilio-2fa/{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// One agent setup for every Twilio API: bounded time, no redirects, and no
+/// proxy from the environment (under sudo that is the user's to set).
+pub fn agent(timeout_secs: u64) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .max_redirects(0)
+        .timeout_global(Some(Duration::from_secs(timeout_secs)))
+        .user_agent(user_agent())
+        .build()
+        .new_agent()
+}
+
+pub fn basic_auth(user: &str, secret: &str) -> String {
+    let raw = format!("{user}:{secret}");
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    )
+}
+
+impl TwilioClient {
+    pub fn new(cfg: &Config) -> TwilioClient {
+        TwilioClient {
+            agent: agent(cfg.http_timeout),
+            base: format!("{}/v2/Services/{}", cfg.verify_url, cfg.service_sid),
+            auth_header: basic_auth(&cfg.account_sid, cfg.auth_token.expose()),
+        }
+    }
+
+    fn post(&self, path: &str, form: &[(&str, &str)]) -> Result<serde_json::Value, ApiError> {
+        let url = format!("{}{}", self.base, path);
+        let result = self
+            .agent
+            .post(&url)
+            .header("Authorization", &self.auth_header)
+            .header("Accept", "application/json")
+            .send_form(form.iter().copied());
+        let mut resp = result.map_err(|e| ApiError::Unavailable(describe(&e)))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_BODY)
+            .read_to_string()
+            .map_err(|e| {
+                ApiError::Unavailable(format!("HTTP {status}, body unreadable: {}", describe(&e)))
+            })?;
+        interpret(status, &body)
+    }
+}
+
+/// Turns a status and body into a JSON value or a typed error.
+fn interpret(status: u16, body: &str) -> Result<serde_json::Value, ApiError> {
+    if status >= 500 {
+        return Err(ApiError::Unavailable(format!("HTTP {status} from Twilio")));
+    }
+    let json: Option<serde_json::Value> = serde_json::from_str(body).ok();
+    if (200..300).contains(&status) {
+        return json.filter(|j| j.is_object()).ok_or_else(|| {
+            ApiError::Unavailable(format!(
+                "HTTP {status} with a body that is not a JSON object"
+            ))
+        });
+    }
+    #[derive(Deserialize)]
+    struct TwilioError {
+        code: Option<u32>,
+        message: Option<String>,
+    }
+    let parsed = json.and_then(|j| serde_json::from_value::<TwilioError>(j).ok());
+    match parsed {
+        Some(TwilioError {
+            code: Some(code),
+            message,
+        }) => Err(ApiError::Twilio {
+            http_status: status,
+            code,
+            message: redact_numbers(message.as_deref().unwrap_or("")),
+        }),
+        _ if status == 429 => Err(ApiError::Twilio {
+            http_status: status,
+            code: crate::verify::codes::TOO_MANY_REQUESTS,
+            message: "Too many requests".into(),
+        }),
+        _ => Err(ApiError::Unavailable(format!(
+            "HTTP {status} without a Twilio error body"
+        ))),
+    }
+}
+
+/// Twilio's messages may quote the number; keep only its last four digits.
+pub fn redact_numbers(s: &str) -> String {
+    let mut out = String::new();
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        if run.len() >= 7 {
+            let keep = run.len() - 4;
+            out.push_str(&"*".repeat(keep));
+            out.push_str(&run[keep..]);
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in s.chars().take(300) {
+        if c.is_ascii_digit() {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(if c.is_control() { ' ' } else { c });
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
+fn describe(e: &ureq::Error) -> String {
+    match e {
+        ureq::Error::Timeout(t) => format!("timed out ({t})"),
+        ureq::Error::Io(io) => format!("network error: {io}"),
+        other => other.to_string(),
+    }
+}
+
+fn is_verification_sid(s: &str) -> bool {
+    s.len() == 34 && s.starts_with("VE") && s[2..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn field<'j>(j: &'j serde_json::Value, key: &str) -> Option<&'j str> {
+    j.get(key).and_then(|v| v.as_str())
+}
+
+impl VerifyApi for TwilioClient {
+    fn send(
+        &self,
+        to: &str,
+        method: Method,
+        friendly_name: Option<&str>,
+    ) -> Result<Verification, ApiError> {
+        let mut form = vec![("To", to), ("Channel", method.name())];
+        if let Some(name) = friendly_name {
+            form.push(("CustomFriendlyName", name));
+        }
+        let j = self.post("/Verifications", &form)?;
+        // The SID goes back into URL paths: accept only the documented shape.
+        match (field(&j, "sid"), field(&j, "status")) {
+            (Some(sid), Some(status)) if is_verification_sid(sid) => Ok(Verification {
+                sid: sid.to_string(),
+                status: status.to_string(),
+            }),
+            _ => Err(ApiError::Unavailable(
+                "verification answer without a valid sid".into(),
+            )),
+        }
+    }
+
+    fn check(&self, verification_sid: &str, code: &str) -> Result<CheckResult, ApiError> {
+        let j = self.post(
+            "/VerificationCheck",
+            &[("VerificationSid", verification_sid), ("Code", code)],
+        )?;
+        match field(&j, "status") {
+            Some("approved") => Ok(CheckResult::Approved),
+            Some(_) => Ok(CheckResult::Rejected),
+            None => Err(ApiError::Unavailable(
+                "check answer without a status".into(),
+            )),
+        }
+    }
+
+    fn cancel(&self, verification_sid: &str) -> Result<(), ApiError> {
+        if !is_verification_sid(verification_sid) {
+            return Err(ApiError::Unavailable("not a verification sid".into()));
+        }
+        self.post(
+            &format!("/Verifications/{verification_sid}"),
+            &[("Status", "canceled")],
+        )
+        .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_classified() {
+        assert!(matches!(
+            interpret(500, "{}"),
+            Err(ApiError::Unavailable(_))
+        ));
+        assert!(matches!(
+            interpret(200, "<html>"),
+            Err(ApiError::Unavailable(_))
+        ));
+        assert!(matches!(
+            interpret(200, "[1]"),
+            Err(ApiError::Unavailable(_))
+        ));
+        assert!(interpret(201, "{\"sid\":\"x\"}").is_ok());
+        assert_eq!(
+            interpret(404, r#"{"code":20404,"message":"not found","status":404}"#),
+            Err(ApiError::Twilio {
+                http_status: 404,
+                code: 20404,
+                message: "not found".into()
+            })
+        );
+        assert!(matches!(
+            interpret(429, "slow down"),
+            Err(ApiError::Twilio { code: 20429, .. })
+        ));
+        assert!(matches!(
+            interpret(403, "<html>denied</html>"),
+            Err(ApiError::Unavailable(_))
+        ));
+    }
+
+    #[test]
+    fn numbers_in_twilio_messages_are_redacted() {
+        assert_eq!(
+            redact_numbers("Invalid parameter `To`: +12015552671 (60200)"),
+            "Invalid parameter `To`: +*******2671 (60200)"
+        );
+        assert_eq!(redact_numbers("a\nb"), "a b");
+    }
+
+    #[test]
+    fn basic_auth_header() {
+        assert_eq!(basic_auth("AC1", "tok"), "Basic QUMxOnRvaw==");
+    }
+}
