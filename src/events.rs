@@ -4,6 +4,7 @@
 //! so a hostile user name cannot forge extra fields or extra lines. Callers pass
 //! masked numbers only; no code or secret is ever given to this module.
 
+use crate::clock::Clock;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -133,7 +134,11 @@ impl EventSink for SystemLog {
             };
         }
         if let Some(path) = &self.file {
-            append_line(path, &format!("level={} {line}", r.level.name()));
+            let time = crate::clock::iso_time(crate::clock::SystemClock.now());
+            append_line(
+                path,
+                &format!("time={time} level={} {line}", r.level.name()),
+            );
         }
     }
 }

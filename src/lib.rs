@@ -9,6 +9,7 @@ pub mod config;
 pub mod conversation;
 pub mod events;
 pub mod flow;
+pub mod lab;
 pub mod method;
 pub mod pam_client;
 mod pam_entry;

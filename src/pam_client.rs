@@ -16,6 +16,7 @@ pub const PAM_MAXTRIES: i32 = 11;
 pub const PAM_CONV_ERR: i32 = 19;
 pub const PAM_IGNORE: i32 = 25;
 pub const PAM_SILENT: i32 = 0x8000;
+pub const PAM_ESTABLISH_CRED: i32 = 0x0002;
 
 const PAM_RHOST: c_int = 4;
 const PAM_TTY: c_int = 3;
@@ -76,6 +77,7 @@ extern "C" {
         pamh: *mut *mut c_void,
     ) -> c_int;
     fn pam_authenticate(pamh: *mut c_void, flags: c_int) -> c_int;
+    fn pam_setcred(pamh: *mut c_void, flags: c_int) -> c_int;
     fn pam_set_item(pamh: *mut c_void, item_type: c_int, item: *const c_void) -> c_int;
     fn pam_strerror(pamh: *mut c_void, errnum: c_int) -> *const c_char;
     fn pam_end(pamh: *mut c_void, status: c_int) -> c_int;
@@ -213,6 +215,12 @@ impl<'a> Transaction<'a> {
     /// Runs the auth stack; returns the PAM code.
     pub fn authenticate(&mut self, flags: i32) -> i32 {
         self.last = unsafe { pam_authenticate(self.handle, flags) };
+        self.last
+    }
+
+    /// Runs the stack's setcred step; returns the PAM code.
+    pub fn setcred(&mut self, flags: i32) -> i32 {
+        self.last = unsafe { pam_setcred(self.handle, flags) };
         self.last
     }
 

@@ -248,10 +248,9 @@ impl<'a, 'b> Flow<'a, 'b> {
                 let wait =
                     (pending.sent_at + self.cfg.retry_time).saturating_sub(self.env.clock.now());
                 if live && wait > 0 {
-                    self.invalid_entry(
-                        &mut invalid,
-                        &format!("You can request a new code in {wait} seconds."),
-                    )?;
+                    let unit = if wait == 1 { "second" } else { "seconds" };
+                    let text = format!("You can request a new code in {wait} {unit}.");
+                    self.invalid_entry(&mut invalid, &text)?;
                     continue;
                 }
                 if live {

@@ -1,0 +1,116 @@
+//! `twilio-2fa`: the admin command of pam-twilio-2fa.
+
+mod demo;
+
+use pam_twilio_2fa::config::{Config, DEFAULT_PATH};
+use pam_twilio_2fa::simulator::{SimConfig, Simulator};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const USAGE: &str = "usage:
+  twilio-2fa check-config [PATH]     check the configuration (default /etc/twilio-2fa/config.toml)
+  twilio-2fa simulator --listen ADDR:PORT [--outbox FILE] [--account-sid SID]
+                       [--auth-token TOKEN] [--service-sid SID]
+                                     run the built-in Twilio Verify simulator (loopback only)
+  twilio-2fa demo [--module PATH]    a real PAM login against the simulator, on this terminal
+  twilio-2fa --version";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("check-config") => check_config(&args[1..]),
+        Some("simulator") => simulator(&args[1..]),
+        Some("demo") => demo::run(&args[1..]),
+        Some("--version") | Some("-V") => {
+            println!("twilio-2fa {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Some("--help") | Some("-h") | Some("help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => Err(format!("unknown or missing command\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("twilio-2fa: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(args: &[String]) -> Result<(), String> {
+    if args.len() > 1 {
+        return Err(format!("check-config takes at most one path\n{USAGE}"));
+    }
+    let path = PathBuf::from(args.first().map(String::as_str).unwrap_or(DEFAULT_PATH));
+    let cfg = Config::load(&path).map_err(|e| e.to_string())?;
+    println!("{}: OK\n{}", path.display(), cfg.summary());
+    Ok(())
+}
+
+/// Reads `--flag value` pairs; every flag must be known and have a value.
+pub fn flags(
+    args: &[String],
+    known: &[&str],
+) -> Result<std::collections::HashMap<String, String>, String> {
+    let mut out = std::collections::HashMap::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if !known.contains(&a.as_str()) {
+            return Err(format!("unknown option {a}\n{USAGE}"));
+        }
+        let v = it.next().ok_or_else(|| format!("{a} needs a value"))?;
+        out.insert(a.clone(), v.clone());
+    }
+    Ok(out)
+}
+
+fn simulator(args: &[String]) -> Result<(), String> {
+    let f = flags(
+        args,
+        &[
+            "--listen",
+            "--outbox",
+            "--account-sid",
+            "--auth-token",
+            "--service-sid",
+        ],
+    )?;
+    let listen = f
+        .get("--listen")
+        .ok_or("simulator needs --listen ADDR:PORT (e.g. 127.0.0.1:8080)")?;
+    let addr: std::net::SocketAddr = listen
+        .parse()
+        .map_err(|_| format!("--listen {listen}: not an ADDR:PORT"))?;
+    if !addr.ip().is_loopback() {
+        return Err("the simulator listens on loopback addresses only (127.0.0.1 or [::1])".into());
+    }
+    let mut cfg = SimConfig {
+        outbox: f.get("--outbox").map(PathBuf::from),
+        print: true,
+        ..SimConfig::default()
+    };
+    if let Some(v) = f.get("--account-sid") {
+        cfg.account_sid = v.clone();
+    }
+    if let Some(v) = f.get("--auth-token") {
+        cfg.auth_token = v.clone();
+    }
+    if let Some(v) = f.get("--service-sid") {
+        cfg.service_sid = v.clone();
+    }
+    let sim = Simulator::start(listen, cfg.clone())
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    println!(
+        "Twilio Verify simulator on {url}\n  verify_url = \"{url}\"\n  lookup_url = \"{url}\"\n  account_sid = \"{}\"\n  auth_token = \"{}\"\n  service_sid = \"{}\"\nControl: POST {url}/_simulator/fault?kind=delay:MS|status:CODE|429|garbage|close&times=N, POST {url}/_simulator/advance?seconds=N\nCtrl-C stops it.",
+        cfg.account_sid,
+        cfg.auth_token,
+        cfg.service_sid,
+        url = sim.url()
+    );
+    loop {
+        std::thread::park();
+    }
+}

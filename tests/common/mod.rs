@@ -1,0 +1,211 @@
+//! Shared harness: a simulator, a private PAM service folder, and a scripted
+//! conversation driving the real libpam with the freshly built module.
+#![allow(dead_code)]
+
+use pam_twilio_2fa::lab::{find_module, Lab};
+use pam_twilio_2fa::pam_client::{code_name, Style, Transaction, PAM_ESTABLISH_CRED};
+use pam_twilio_2fa::simulator::{Received, SimConfig, Simulator};
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+pub const SERVICE: &str = "t2fa-test";
+/// A test user every Debian/Ubuntu system has, with a number on file.
+pub const USER: &str = "root";
+pub const PHONE: &str = "+12015552671";
+
+/// One answer to one prompt.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    Text(String),
+    /// The latest code the simulator delivered.
+    Code,
+    /// The latest code typed as "123 456".
+    CodeSpaced,
+    /// The latest code typed as "12-34-56".
+    CodeDashed,
+    /// A well-formed code that is not the latest one.
+    WrongCode,
+    /// Wait, then give the inner answer.
+    After(Duration, Box<Answer>),
+}
+
+pub fn text(s: &str) -> Answer {
+    Answer::Text(s.to_string())
+}
+
+pub struct Setup {
+    pub sim: Simulator,
+    pub lab: Lab,
+    pub module: PathBuf,
+}
+
+#[derive(Debug)]
+pub struct LoginResult {
+    pub rc: i32,
+    /// Every message the module sent, in order.
+    pub shown: Vec<(Style, String)>,
+    pub elapsed: Duration,
+}
+
+impl LoginResult {
+    pub fn errors(&self) -> Vec<String> {
+        self.of(Style::Error)
+    }
+    pub fn prompts(&self) -> Vec<String> {
+        self.shown
+            .iter()
+            .filter(|(s, _)| matches!(s, Style::EchoOff | Style::EchoOn))
+            .map(|(_, t)| t.clone())
+            .collect()
+    }
+    pub fn of(&self, style: Style) -> Vec<String> {
+        self.shown
+            .iter()
+            .filter(|(s, _)| *s == style)
+            .map(|(_, t)| t.clone())
+            .collect()
+    }
+    #[track_caller]
+    pub fn assert_rc(&self, want: i32) {
+        assert_eq!(
+            code_name(self.rc),
+            code_name(want),
+            "rc {} (want {want}); conversation: {:#?}",
+            self.rc,
+            self.shown
+        );
+    }
+}
+
+pub fn module_path() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    find_module(&exe).expect("libpam_twilio_2fa.so not built next to the test binary")
+}
+
+impl Setup {
+    /// Simulator, config (with `extra` keys) and a phone for USER.
+    pub fn new(extra: &str) -> Setup {
+        let sim = Simulator::start("127.0.0.1:0", SimConfig::default()).expect("simulator");
+        let lab = Lab::new("t2fa-test").expect("lab");
+        let module = module_path();
+        lab.write_config(&sim, extra).expect("config");
+        lab.set_phone(USER, PHONE).expect("phone");
+        lab.write_service(SERVICE, &module, "")
+            .expect("service file");
+        Setup { sim, lab, module }
+    }
+
+    /// SMS only: the code is sent at once, no menu.
+    pub fn sms(extra: &str) -> Setup {
+        Setup::new(&format!("allowed_methods = [\"sms\"]\n{extra}"))
+    }
+
+    pub fn login(&self, answers: Vec<Answer>) -> LoginResult {
+        self.login_as(USER, Some("192.0.2.10"), 0, answers)
+    }
+
+    pub fn login_as(
+        &self,
+        user: &str,
+        rhost: Option<&str>,
+        flags: i32,
+        answers: Vec<Answer>,
+    ) -> LoginResult {
+        let mut queue: VecDeque<Answer> = answers.into();
+        let mut shown = Vec::new();
+        let rc;
+        let started = Instant::now();
+        {
+            let shown_ref = &mut shown;
+            let sim = &self.sim;
+            let responder = Box::new(move |style: Style, text: &str| -> Option<String> {
+                shown_ref.push((style, text.to_string()));
+                if !matches!(style, Style::EchoOff | Style::EchoOn) {
+                    return Some(String::new());
+                }
+                resolve(queue.pop_front()?, sim)
+            });
+            let mut tx = Transaction::start(SERVICE, user, Some(&self.lab.confdir), responder)
+                .expect("pam_start_confdir");
+            if let Some(r) = rhost {
+                tx.set_rhost(r).expect("rhost");
+            }
+            rc = tx.authenticate(flags);
+        }
+        LoginResult {
+            rc,
+            shown,
+            elapsed: started.elapsed(),
+        }
+    }
+
+    /// Runs pam_setcred for `user` through the stack.
+    pub fn setcred(&self, user: &str) -> i32 {
+        let responder = Box::new(|_: Style, _: &str| -> Option<String> { None });
+        let mut tx = Transaction::start(SERVICE, user, Some(&self.lab.confdir), responder)
+            .expect("pam_start_confdir");
+        tx.setcred(PAM_ESTABLISH_CRED)
+    }
+
+    /// API requests the simulator got at `path_suffix` (e.g. "/VerificationCheck").
+    pub fn requests_to(&self, path_suffix: &str) -> Vec<Received> {
+        self.sim
+            .received()
+            .into_iter()
+            .filter(|r| r.path.ends_with(path_suffix))
+            .collect()
+    }
+
+    pub fn sends(&self) -> Vec<Received> {
+        self.sim
+            .received()
+            .into_iter()
+            .filter(|r| r.method == "POST" && r.path.ends_with("/Verifications"))
+            .collect()
+    }
+
+    pub fn checks(&self) -> Vec<Received> {
+        self.requests_to("/VerificationCheck")
+    }
+
+    /// Writes a config made from the usual one (with `extra`) by `f`.
+    pub fn rewrite_config(&self, extra: &str, f: impl FnOnce(String) -> String) {
+        let text = f(self.lab.config_text(&self.sim, extra));
+        self.lab
+            .write_private(&self.lab.config, &text)
+            .expect("config");
+    }
+}
+
+fn resolve(a: Answer, sim: &Simulator) -> Option<String> {
+    match a {
+        Answer::Text(t) => Some(t),
+        Answer::Code => latest(sim),
+        Answer::CodeSpaced => latest(sim).map(|c| format!("{} {}", &c[..3], &c[3..])),
+        Answer::CodeDashed => latest(sim).map(|c| format!("{}-{}-{}", &c[..2], &c[2..4], &c[4..])),
+        Answer::WrongCode => {
+            let right = sim
+                .deliveries()
+                .last()
+                .map(|d| d.code.clone())
+                .unwrap_or_default();
+            Some(
+                if right == "000000" {
+                    "111111"
+                } else {
+                    "000000"
+                }
+                .to_string(),
+            )
+        }
+        Answer::After(d, inner) => {
+            std::thread::sleep(d);
+            resolve(*inner, sim)
+        }
+    }
+}
+
+fn latest(sim: &Simulator) -> Option<String> {
+    sim.deliveries().last().map(|d| d.code.clone())
+}
