@@ -1,0 +1,99 @@
+//! One login through pamtester and a real service file under /etc/pam.d,
+//! exactly as an admin would try the module by hand. Needs root.
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Removes the service file even when the test fails.
+struct ServiceFile(std::path::PathBuf);
+
+impl Drop for ServiceFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn pamtester(service: &str, answer_after_send: Option<&Setup>) -> (bool, String, String) {
+    let mut child = Command::new("pamtester")
+        .args([
+            "-v",
+            "-I",
+            "rhost=192.0.2.20",
+            service,
+            USER,
+            "authenticate",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("pamtester is installed by .ci/setup");
+    let mut stdin = child.stdin.take().unwrap();
+    if let Some(s) = answer_after_send {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while s.sim.deliveries().is_empty() {
+            assert!(Instant::now() < deadline, "no code was sent");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        writeln!(stdin, "{}", s.sim.deliveries()[0].code).unwrap();
+    }
+    drop(stdin);
+    let mut out = String::new();
+    let mut err = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (child.wait().unwrap().success(), out, err)
+}
+
+#[test]
+fn pamtester_with_a_service_file_in_etc_pam_d() {
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "this test writes /etc/pam.d: run it as root"
+    );
+    let s = Setup::sms("");
+    let service = format!("t2fa-pamtester-{}", std::process::id());
+    let path = std::path::Path::new("/etc/pam.d").join(&service);
+    std::fs::write(
+        &path,
+        format!(
+            "auth required {} config={}\n",
+            s.module.display(),
+            s.lab.config.display()
+        ),
+    )
+    .unwrap();
+    let _guard = ServiceFile(path);
+
+    let (ok, out, err) = pamtester(&service, Some(&s));
+    assert!(ok, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        err.contains("Code sent by text message to (XXX) XXX-2671. Enter code: "),
+        "{err}"
+    );
+    assert!(out.contains("successfully authenticated"), "{out}");
+    assert!(s.lab.events().contains("rhost=192.0.2.20"));
+
+    // No answer (EOF at the prompt): a conversation error, not a success.
+    let (ok, _, err) = pamtester(&service, None);
+    assert!(!ok);
+    assert!(
+        err.contains("Conversation error") || err.contains("conversation"),
+        "{err}"
+    );
+}
