@@ -112,6 +112,13 @@ pub struct SystemLog {
     pub file: Option<PathBuf>,
 }
 
+impl SystemLog {
+    /// syslog only: for lines logged before the config (and its event_log) is known.
+    pub fn syslog_only(debug: bool) -> SystemLog {
+        SystemLog { debug, file: None }
+    }
+}
+
 impl EventSink for SystemLog {
     fn record(&self, r: Record) {
         if r.level == Level::Debug && !self.debug {

@@ -13,6 +13,7 @@ pub mod lab;
 pub mod method;
 pub mod pam_client;
 mod pam_entry;
+mod pam_ffi;
 pub mod phone;
 pub mod simulator;
 pub mod twilio_client;

@@ -2,6 +2,7 @@
 //! folder of service files (`pam_start_confdir`). Used by `twilio-2fa demo`
 //! and by the tests; nothing in the module itself calls it.
 
+use crate::pam_ffi::*;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
@@ -34,31 +35,6 @@ pub enum Style {
 
 /// Answers a message: `Some(text)` for prompts; `None` means "hang up".
 pub type Responder<'a> = Box<dyn FnMut(Style, &str) -> Option<String> + 'a>;
-
-#[repr(C)]
-struct PamMessage {
-    msg_style: c_int,
-    msg: *const c_char,
-}
-
-#[repr(C)]
-struct PamResponse {
-    resp: *mut c_char,
-    resp_retcode: c_int,
-}
-
-type ConvFn = unsafe extern "C" fn(
-    c_int,
-    *mut *const PamMessage,
-    *mut *mut PamResponse,
-    *mut c_void,
-) -> c_int;
-
-#[repr(C)]
-struct PamConv {
-    conv: Option<ConvFn>,
-    appdata_ptr: *mut c_void,
-}
 
 type StartConfdirFn = unsafe extern "C" fn(
     *const c_char,
@@ -116,9 +92,9 @@ unsafe extern "C" fn conversation(
                 CStr::from_ptr(m.msg).to_string_lossy().into_owned()
             };
             let style = match m.msg_style {
-                1 => Style::EchoOff,
-                2 => Style::EchoOn,
-                3 => Style::Error,
+                PAM_PROMPT_ECHO_OFF => Style::EchoOff,
+                PAM_PROMPT_ECHO_ON => Style::EchoOn,
+                PAM_ERROR_MSG => Style::Error,
                 _ => Style::Info,
             };
             let answer = responder(style, &text);

@@ -6,6 +6,7 @@ use crate::config::{Config, DEFAULT_PATH};
 use crate::conversation::{ConvError, Conversation};
 use crate::events::{EventSink, Level, Record, SystemLog};
 use crate::flow::{self, msg, Env, Login, Outcome};
+use crate::pam_ffi::*;
 use crate::phone::Sources;
 use crate::twilio_client::TwilioClient;
 use crate::users::SystemUsers;
@@ -191,35 +192,6 @@ fn short_hostname() -> String {
 // answer; this helper handles both.
 
 const PAM_CONV_ITEM: c_int = 5;
-const PAM_PROMPT_ECHO_OFF: c_int = 1;
-const PAM_PROMPT_ECHO_ON: c_int = 2;
-const PAM_ERROR_MSG: c_int = 3;
-const PAM_TEXT_INFO: c_int = 4;
-
-#[repr(C)]
-struct PamMessage {
-    msg_style: c_int,
-    msg: *const c_char,
-}
-
-#[repr(C)]
-struct PamResponse {
-    resp: *mut c_char,
-    resp_retcode: c_int,
-}
-
-type ConvFn = unsafe extern "C" fn(
-    c_int,
-    *mut *const PamMessage,
-    *mut *mut PamResponse,
-    *mut c_void,
-) -> c_int;
-
-#[repr(C)]
-struct PamConv {
-    conv: Option<ConvFn>,
-    appdata_ptr: *mut c_void,
-}
 
 #[link(name = "pam")]
 extern "C" {

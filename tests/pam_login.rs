@@ -393,3 +393,47 @@ fn setcred_succeeds() {
     let s = Setup::sms("");
     assert_eq!(code_name(s.setcred(USER)), "PAM_SUCCESS");
 }
+
+#[test]
+fn users_file_source_comes_first_and_is_normalised() {
+    let s = Setup::sms("");
+    let users = s.lab.dir.join("users.toml");
+    // A national-format number in the file wins over the directory entry.
+    s.lab
+        .write_private(&users, "[users]\nroot = \"(201) 555-0188\"\n")
+        .unwrap();
+    let dir = s.lab.phones.display().to_string();
+    s.rewrite_config(
+        &format!(
+            "allowed_methods = [\"sms\"]\n[phones]\nfile = \"{}\"\ndirectory = \"{dir}\"\n",
+            users.display()
+        ),
+        |t| t,
+    );
+    let r = s.login(vec![Answer::Code]);
+    r.assert_rc(PAM_SUCCESS);
+    assert_eq!(
+        s.sends()[0].form.get("To").map(String::as_str),
+        Some("+12015550188")
+    );
+    assert_eq!(
+        r.prompts(),
+        vec!["Code sent by text message to (XXX) XXX-0188. Enter code: "]
+    );
+}
+
+#[test]
+fn pam_silent_still_shows_what_the_user_must_know() {
+    // sudo always passes PAM_SILENT: the prompt and the error for a wrong code must still show.
+    let s = Setup::sms("");
+    let r = s.login_as(
+        USER,
+        None,
+        PAM_SILENT,
+        vec![Answer::WrongCode, Answer::Code],
+    );
+    r.assert_rc(PAM_SUCCESS);
+    assert_eq!(r.prompts(), vec![PROMPT, PROMPT]);
+    assert_eq!(r.errors(), vec!["That code was not correct."]);
+    assert!(r.of(Style::Info).is_empty());
+}
