@@ -18,7 +18,20 @@ impl Drop for ServiceFile {
 }
 
 fn pamtester(service: &str, answer_after_send: Option<&Setup>) -> (bool, String, String) {
-    let mut child = Command::new("pamtester")
+    // A dead proxy in every variable ureq would read: the module must ignore
+    // them all (under sudo the environment is the user's to set).
+    let mut cmd = Command::new("pamtester");
+    for var in [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        cmd.env(var, "http://127.0.0.1:9");
+    }
+    let mut child = cmd
         .args([
             "-v",
             "-I",

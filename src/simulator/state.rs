@@ -504,4 +504,23 @@ mod tests {
             404
         );
     }
+
+    #[test]
+    fn lookup_reports_line_type_and_validity() {
+        let mut s = state();
+        let a = s.lookup("+12015552671", "line_type_intelligence");
+        assert_eq!(a.body["valid"], json!(true));
+        assert_eq!(a.body["country_code"], json!("US"));
+        assert_eq!(a.body["line_type_intelligence"]["type"], json!("mobile"));
+        s.line_types
+            .insert("+12015552671".into(), "landline".into());
+        let a = s.lookup("+12015552671", "line_type_intelligence");
+        assert_eq!(a.body["line_type_intelligence"]["type"], json!("landline"));
+        assert_eq!(
+            s.lookup("+12015552671", "").body["line_type_intelligence"],
+            Value::Null
+        );
+        let bad = s.lookup("+1555", "line_type_intelligence");
+        assert_eq!(bad.body["valid"], json!(false));
+    }
 }
