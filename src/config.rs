@@ -31,7 +31,12 @@ pub struct Config {
     pub phones_directory: Option<PathBuf>,
     pub labels: BTreeMap<Method, String>,
     pub event_log: Option<PathBuf>,
+    pub state_dir: PathBuf,
+    pub max_attempts_timeout: u64,
+    pub remember: u64,
 }
+
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/twilio-2fa";
 
 /// A string that never shows up in `Debug` output or logs.
 #[derive(Clone, PartialEq, Eq)]
@@ -87,6 +92,12 @@ struct RawConfig {
     #[serde(default = "default_http_timeout")]
     http_timeout: u64,
     event_log: Option<PathBuf>,
+    #[serde(default = "default_state_dir")]
+    state_dir: PathBuf,
+    #[serde(default = "default_max_attempts_timeout")]
+    max_attempts_timeout: u64,
+    #[serde(default)]
+    remember: u64,
     #[serde(default)]
     phone_number: RawPhoneNumber,
     #[serde(default)]
@@ -140,6 +151,12 @@ fn default_max_attempts() -> u32 {
 }
 fn default_http_timeout() -> u64 {
     10
+}
+fn default_state_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_STATE_DIR)
+}
+fn default_max_attempts_timeout() -> u64 {
+    600
 }
 fn default_region() -> String {
     "US".into()
@@ -258,6 +275,17 @@ impl RawConfig {
                 }
             }
         }
+        if !self.state_dir.is_absolute() {
+            return err("state_dir: must be an absolute path".into());
+        }
+        if self.max_attempts_timeout > 30 * 86400 {
+            return err(
+                "max_attempts_timeout: must be between 0 and 2592000 seconds (30 days)".into(),
+            );
+        }
+        if self.remember > 30 * 86400 {
+            return err("remember: must be between 0 and 2592000 seconds (30 days)".into());
+        }
         if let Some(p) = &self.event_log {
             if !p.is_absolute() {
                 return err("event_log: must be an absolute path".into());
@@ -294,6 +322,9 @@ impl RawConfig {
             phones_directory: self.phones.directory,
             labels,
             event_log: self.event_log,
+            state_dir: self.state_dir,
+            max_attempts_timeout: self.max_attempts_timeout,
+            remember: self.remember,
         })
     }
 }
@@ -320,13 +351,16 @@ impl Config {
                 .unwrap_or_else(|| "-".into())
         };
         format!(
-            "account_sid      {}\nservice_sid      {}\nverify_url       {}\nallowed_methods  {}\nmax_attempts     {}\nretry_time       {} s\nhttp_timeout     {} s\nobfuscate        {}\ndefault_region   {}\nphones.file      {}\nphones.directory {}\n",
+            "account_sid      {}\nservice_sid      {}\nverify_url       {}\nallowed_methods  {}\nmax_attempts     {} (lockout {} s)\nretry_time       {} s\nremember         {} s\nstate_dir        {}\nhttp_timeout     {} s\nobfuscate        {}\ndefault_region   {}\nphones.file      {}\nphones.directory {}\n",
             self.account_sid,
             self.service_sid,
             self.verify_url,
             methods.join(", "),
             self.max_attempts,
+            self.max_attempts_timeout,
             self.retry_time,
+            self.remember,
+            self.state_dir.display(),
             self.http_timeout,
             self.obfuscate,
             if self.default_region.is_empty() { "(none: numbers must start with +)" } else { &self.default_region },
@@ -428,6 +462,8 @@ service_sid = "VA0123456789abcdef0123456789abcdef"
         assert_eq!(c.verify_url, "https://verify.twilio.com");
         assert_eq!(c.allowed_methods, Method::all());
         assert_eq!((c.retry_time, c.max_attempts, c.http_timeout), (180, 5, 10));
+        assert_eq!((c.max_attempts_timeout, c.remember), (600, 0));
+        assert_eq!(c.state_dir, PathBuf::from("/var/lib/twilio-2fa"));
         assert!(c.obfuscate);
         assert_eq!(c.default_region, "US");
         assert_eq!(c.label(Method::Sms), "text message");

@@ -15,12 +15,19 @@ pub struct Lab {
     pub config: PathBuf,
     pub phones: PathBuf,
     pub event_log: PathBuf,
+    pub state_dir: PathBuf,
 }
 
 impl Lab {
-    /// A new private (0700) folder under the system temp dir.
+    /// A new private (0700) folder. As root it goes under /run, because the
+    /// module refuses a state directory below a world-writable one like /tmp.
     pub fn new(prefix: &str) -> io::Result<Lab> {
-        let template = std::env::temp_dir().join(format!("{prefix}.XXXXXX"));
+        let base = if unsafe { libc::geteuid() } == 0 {
+            PathBuf::from("/run")
+        } else {
+            std::env::temp_dir()
+        };
+        let template = base.join(format!("{prefix}.XXXXXX"));
         let c = CString::new(template.as_os_str().as_encoded_bytes()).map_err(io::Error::other)?;
         let mut bytes = c.into_bytes_with_nul();
         let p = unsafe { libc::mkdtemp(bytes.as_mut_ptr() as *mut libc::c_char) };
@@ -34,6 +41,7 @@ impl Lab {
             config: dir.join("config.toml"),
             phones: dir.join("phones"),
             event_log: dir.join("events.log"),
+            state_dir: dir.join("state"),
             dir,
         };
         std::fs::create_dir(&lab.confdir)?;
@@ -45,11 +53,12 @@ impl Lab {
     pub fn config_text(&self, sim: &Simulator, extra: &str) -> String {
         let c = sim.config();
         let mut text = format!(
-            "account_sid = \"{}\"\nauth_token = \"{}\"\nservice_sid = \"{}\"\nverify_url = \"{url}\"\nlookup_url = \"{url}\"\nevent_log = \"{}\"\n{extra}\n",
+            "account_sid = \"{}\"\nauth_token = \"{}\"\nservice_sid = \"{}\"\nverify_url = \"{url}\"\nlookup_url = \"{url}\"\nevent_log = \"{}\"\nstate_dir = \"{}\"\n{extra}\n",
             c.account_sid,
             c.auth_token,
             c.service_sid,
             self.event_log.display(),
+            self.state_dir.display(),
             url = sim.url(),
         );
         if !extra.contains("[phones]") {

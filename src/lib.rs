@@ -16,6 +16,7 @@ mod pam_entry;
 mod pam_ffi;
 pub mod phone;
 pub mod simulator;
+pub mod state;
 pub mod twilio_client;
 pub mod users;
 pub mod verify;

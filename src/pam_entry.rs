@@ -8,12 +8,14 @@ use crate::events::{EventSink, Level, Record, SystemLog};
 use crate::flow::{self, msg, Env, Login, Outcome};
 use crate::pam_ffi::*;
 use crate::phone::Sources;
+use crate::state::StateDir;
 use crate::twilio_client::TwilioClient;
 use crate::users::SystemUsers;
 use pamsm::{pam_module, Pam, PamError, PamFlags, PamLibExt, PamServiceModule};
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
+use std::time::Duration;
 
 struct TwilioModule;
 
@@ -103,6 +105,7 @@ fn authenticate(pamh: &Pam, flags: PamFlags, args: &[String]) -> PamError {
         Err(e) => return e,
     };
     let rhost = item_string(pamh.get_rhost());
+    let tty = tty_item(pamh);
     let service = item_string(pamh.get_service()).unwrap_or_else(|| "-".into());
 
     let cfg = match Config::load(&args.config) {
@@ -132,10 +135,14 @@ fn authenticate(pamh: &Pam, flags: PamFlags, args: &[String]) -> PamError {
     }
     let api = TwilioClient::new(&cfg);
     let phones = Sources::from_config(&cfg);
+    // The lock holder may cancel and send (two calls) before it lets go.
+    let lock_wait = Duration::from_secs(2 * cfg.http_timeout + 2);
+    let state = StateDir::new(cfg.state_dir.clone(), lock_wait);
     let hostname = short_hostname();
     let login = Login {
         user: &user,
         rhost: rhost.as_deref(),
+        tty: tty.as_deref(),
         service: &service,
         hostname: &hostname,
     };
@@ -146,6 +153,7 @@ fn authenticate(pamh: &Pam, flags: PamFlags, args: &[String]) -> PamError {
         users: &SystemUsers,
         events: &events,
         clock: &SystemClock,
+        state: &state,
     };
     let outcome = flow::authenticate(&cfg, &login, &mut env);
     events.record(
@@ -173,6 +181,24 @@ fn item_string(item: Result<Option<&CStr>, PamError>) -> Option<String> {
         Ok(Some(s)) => Some(s.to_string_lossy().into_owned()).filter(|s| !s.is_empty()),
         _ => None,
     }
+}
+
+/// PAM_TTY, which pamsm has no getter for.
+fn tty_item(pamh: &Pam) -> Option<String> {
+    const PAM_TTY: c_int = 3;
+    let handle = raw_handle(pamh);
+    let mut item: *const c_void = std::ptr::null();
+    let rc = unsafe { pam_get_item(handle, PAM_TTY, &mut item) };
+    if rc != 0 || item.is_null() {
+        return None;
+    }
+    let s = unsafe { CStr::from_ptr(item as *const c_char) };
+    Some(s.to_string_lossy().into_owned()).filter(|s| !s.is_empty())
+}
+
+/// `Pam` is #[repr(transparent)] over the raw handle.
+fn raw_handle(pamh: &Pam) -> *const c_void {
+    unsafe { *(pamh as *const Pam as *const *const c_void) }
 }
 
 fn short_hostname() -> String {
@@ -205,9 +231,10 @@ struct PamConversation {
 
 impl PamConversation {
     fn new(pamh: &Pam, silent: bool) -> Self {
-        // `Pam` is #[repr(transparent)] over the raw handle.
-        let handle = unsafe { *(pamh as *const Pam as *const *const c_void) };
-        PamConversation { handle, silent }
+        PamConversation {
+            handle: raw_handle(pamh),
+            silent,
+        }
     }
 
     /// Sends one message; returns the answer for prompts.

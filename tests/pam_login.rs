@@ -107,7 +107,7 @@ fn attempts_exhausted_is_maxtries_and_cancels_the_verification() {
     );
     assert_eq!(
         r.errors().last().map(String::as_str),
-        Some("Too many incorrect codes. Log in again to get a new code.")
+        Some("Too many failed attempts. Try again in 10 minutes.")
     );
 }
 

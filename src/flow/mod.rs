@@ -1,7 +1,12 @@
-//! The login flow: find the number, choose a method, send, check.
+//! The login flow: lockout and remembered origins, find the number, choose a
+//! method, send (or reuse a code another login sent), check.
 //!
 //! Plain Rust over the small interfaces in `Env`; it never sees a C type, so
 //! every branch is unit-tested with fakes and again through the real libpam.
+//!
+//! Limits hold per user across logins: each check's attempt is reserved in
+//! the state store under the user's lock before Twilio is asked, so logins
+//! running at once can never use more than `max_attempts` checks together.
 
 use crate::clock::Clock;
 use crate::config::Config;
@@ -9,6 +14,7 @@ use crate::conversation::{ConvError, Conversation};
 use crate::events::{EventSink, Level, Record};
 use crate::method::Method;
 use crate::phone::{ParseError, PhoneNumber, PhoneSource};
+use crate::state::{PendingSend, StateError, StateStore, UserState};
 use crate::users::UserDb;
 use crate::verify::{codes, ApiError, CheckResult, VerifyApi};
 
@@ -21,11 +27,11 @@ pub enum Outcome {
     Success,
     /// Denied: wrong input, no number, Twilio refused for the user's reasons.
     AuthErr,
-    /// The attempt limit was used up.
+    /// The attempt limit was used up, or the user is locked out.
     MaxTries,
     /// Twilio could not be reached or answered unusably.
     AuthInfoUnavail,
-    /// Our own setup is broken (config, credentials, service SID, sources).
+    /// Our own setup is broken (config, credentials, service SID, sources, state).
     ServiceErr,
     UserUnknown,
     ConvErr,
@@ -36,9 +42,22 @@ pub enum Outcome {
 pub struct Login<'a> {
     pub user: &'a str,
     pub rhost: Option<&'a str>,
+    pub tty: Option<&'a str>,
     pub service: &'a str,
     /// This machine's short host name, for the `{host}` placeholder.
     pub hostname: &'a str,
+}
+
+impl Login<'_> {
+    /// Where the login comes from, for `remember`: the remote host, or the
+    /// local terminal when there is none.
+    pub fn origin(&self) -> Option<String> {
+        match (self.rhost, self.tty) {
+            (Some(h), _) if !h.is_empty() => Some(format!("rhost:{h}")),
+            (_, Some(t)) if !t.is_empty() => Some(format!("tty:{t}")),
+            _ => None,
+        }
+    }
 }
 
 /// Everything the flow talks to.
@@ -49,6 +68,7 @@ pub struct Env<'a> {
     pub users: &'a dyn UserDb,
     pub events: &'a dyn EventSink,
     pub clock: &'a dyn Clock,
+    pub state: &'a dyn StateStore,
 }
 
 /// Texts the user sees; tests assert on them.
@@ -70,6 +90,19 @@ pub mod msg {
         "The code could not be sent. Contact your administrator if this keeps happening.";
     pub const CHECK_FAILED: &str =
         "The code could not be checked. Contact your administrator if this keeps happening.";
+    pub const BUSY: &str = "Another login for this account is in progress; try again in a moment.";
+
+    pub fn locked_out(seconds_left: u64) -> String {
+        let minutes = seconds_left.div_ceil(60).max(1);
+        let unit = if minutes == 1 { "minute" } else { "minutes" };
+        format!("Too many failed attempts. Try again in {minutes} {unit}.")
+    }
+
+    pub fn damaged_state(user: &str) -> String {
+        format!(
+            "Two-factor authentication data for this account is damaged; ask an administrator to run `twilio-2fa unlock {user}`."
+        )
+    }
 }
 
 /// How many unusable answers (malformed codes, early resends, codes for an
@@ -84,12 +117,6 @@ pub fn authenticate(cfg: &Config, login: &Login, env: &mut Env) -> Outcome {
     match Flow::new(cfg, login, env).run() {
         Ok(outcome) | Err(outcome) => outcome,
     }
-}
-
-/// A verification created in THIS conversation; checks are bound to its SID.
-struct Pending {
-    sid: String,
-    sent_at: u64,
 }
 
 struct Flow<'a, 'b> {
@@ -107,6 +134,19 @@ impl From<ConvError> for Outcome {
     }
 }
 
+/// Why a check could not be started.
+enum NoCheck {
+    Locked(u64),
+    NoAttemptsLeft,
+}
+
+/// A code sent earlier, by this login or another, that is still worth typing.
+fn reusable(st: &UserState, phone: &PhoneNumber, now: u64, retry_time: u64) -> Option<PendingSend> {
+    st.pending
+        .clone()
+        .filter(|p| p.to == phone.e164() && now < p.sent_at + retry_time)
+}
+
 impl<'a, 'b> Flow<'a, 'b> {
     fn new(cfg: &'a Config, login: &'a Login<'a>, env: &'a mut Env<'b>) -> Self {
         Flow { cfg, login, env }
@@ -122,10 +162,46 @@ impl<'a, 'b> Flow<'a, 'b> {
             );
             return Ok(Outcome::UserUnknown);
         }
+        // Before anything is sent: a locked-out user costs no SMS.
+        let st = self.state_update(&mut |_| {})?;
+        let now = self.env.clock.now();
+        if let Some(left) = st.lockout_left(now) {
+            self.log(
+                Record::event("verification_failed")
+                    .with("user", user)
+                    .with("reason", "locked_out")
+                    .with("rhost", self.login.rhost.unwrap_or("-")),
+            );
+            self.error(&msg::locked_out(left))?;
+            return Ok(Outcome::MaxTries);
+        }
+        if let Some(origin) = self.login.origin() {
+            if st.is_remembered(&origin, now, self.cfg.remember) {
+                return self.skip_remembered(&origin);
+            }
+        }
         let phone = self.phone_number()?;
-        let method = self.choose_method()?;
-        let mut pending = self.send(&phone, method)?;
-        self.verify_loop(&phone, method, &mut pending)
+        let method = match reusable(&st, &phone, now, self.cfg.retry_time) {
+            Some(p) => p.method,
+            None => self.choose_method()?,
+        };
+        let (mut pending, reused) = self.send_or_reuse(&phone, method)?;
+        self.verify_loop(&phone, &mut pending, reused)
+    }
+
+    fn skip_remembered(&mut self, origin: &str) -> Step<Outcome> {
+        self.log(
+            Record::event("verification_skipped")
+                .with("user", self.login.user)
+                .with("reason", "remembered")
+                .with("origin", origin.to_string())
+                .with("service", self.login.service),
+        );
+        let minutes = self.cfg.remember.div_ceil(60);
+        self.env.conv.info(&format!(
+            "Two-factor authentication skipped: you passed it from here within the last {minutes} minutes."
+        ))?;
+        Ok(Outcome::Success)
     }
 
     fn phone_number(&mut self) -> Step<PhoneNumber> {
@@ -204,42 +280,96 @@ impl<'a, 'b> Flow<'a, 'b> {
         Err(Outcome::AuthErr)
     }
 
-    fn send(&mut self, phone: &PhoneNumber, method: Method) -> Step<Pending> {
-        let friendly = self.friendly_name(method);
-        match self.env.api.send(phone.e164(), method, friendly.as_deref()) {
-            Ok(v) => {
-                self.log(
-                    Record::event("verification_sent")
-                        .with("user", self.login.user)
-                        .with("method", method.name())
-                        .with("to", phone.masked_e164())
-                        .with("sid", v.sid.clone())
-                        .with("service", self.login.service)
-                        .with("rhost", self.login.rhost.unwrap_or("-")),
-                );
-                Ok(Pending {
-                    sid: v.sid,
-                    sent_at: self.env.clock.now(),
-                })
+    /// Under the user's lock: reuse a code another login sent within
+    /// `retry_time` to the same number, or send one (and, with `replace`,
+    /// cancel the one it replaces). Holding the lock across the send is what
+    /// stops 20 logins at once from sending 20 codes.
+    fn send_locked(
+        &mut self,
+        phone: &PhoneNumber,
+        method: Method,
+        replace: Option<&str>,
+    ) -> Step<(PendingSend, bool)> {
+        let (api, clock) = (self.env.api, self.env.clock);
+        let (retry_time, friendly) = (self.cfg.retry_time, self.friendly_name(method));
+        let mut result: Option<Result<(PendingSend, bool), ApiError>> = None;
+        let mut canceled = None;
+        self.state_update(&mut |st| {
+            let now = clock.now();
+            if replace.is_none() {
+                if let Some(p) = reusable(st, phone, now, retry_time) {
+                    result = Some(Ok((p, true)));
+                    return;
+                }
+            }
+            if let Some(old) = replace {
+                canceled = Some(api.cancel(old).map(|_| old.to_string()));
+            }
+            result = Some(match api.send(phone.e164(), method, friendly.as_deref()) {
+                Ok(v) => {
+                    let p = PendingSend {
+                        sid: v.sid,
+                        method,
+                        to: phone.e164().to_string(),
+                        sent_at: now,
+                    };
+                    st.pending = Some(p.clone());
+                    Ok((p, false))
+                }
+                Err(e) => {
+                    st.pending = None;
+                    Err(e)
+                }
+            });
+        })?;
+        if let Some(Ok(sid)) = canceled {
+            self.status_changed(&sid, "canceled");
+        }
+        match result.expect("the state closure always runs") {
+            Ok((p, reused)) => {
+                if !reused {
+                    self.log(
+                        Record::event("verification_sent")
+                            .with("user", self.login.user)
+                            .with("method", p.method.name())
+                            .with("to", phone.masked_e164())
+                            .with("sid", p.sid.clone())
+                            .with("service", self.login.service)
+                            .with("rhost", self.login.rhost.unwrap_or("-")),
+                    );
+                }
+                Ok((p, reused))
             }
             Err(e) => Err(self.send_failure(&e, method)),
         }
     }
 
+    fn send_or_reuse(&mut self, phone: &PhoneNumber, method: Method) -> Step<(PendingSend, bool)> {
+        self.send_locked(phone, method, None)
+    }
+
+    fn prompt_for(&self, phone: &PhoneNumber, p: &PendingSend, reused: bool) -> String {
+        let lead = if reused {
+            "A code was already sent"
+        } else {
+            "Code sent"
+        };
+        format!(
+            "{lead} by {} to {}. Enter code: ",
+            self.cfg.label(p.method),
+            phone.display(self.cfg.obfuscate)
+        )
+    }
+
     fn verify_loop(
         &mut self,
         phone: &PhoneNumber,
-        method: Method,
-        pending: &mut Pending,
+        pending: &mut PendingSend,
+        reused: bool,
     ) -> Step<Outcome> {
-        let prompt = format!(
-            "Code sent by {} to {}. Enter code: ",
-            self.cfg.label(method),
-            phone.display(self.cfg.obfuscate)
-        );
-        let mut wrong = 0u32;
+        let mut prompt = self.prompt_for(phone, pending, reused);
         let mut invalid = 0u32;
-        // None once Twilio has said the verification is gone (expired, finished).
+        // False once Twilio has said the verification is gone (expired, finished).
         let mut live = true;
         loop {
             let answer = self.env.conv.prompt_echo_off(&prompt)?;
@@ -253,10 +383,11 @@ impl<'a, 'b> Flow<'a, 'b> {
                     self.invalid_entry(&mut invalid, &text)?;
                     continue;
                 }
-                if live {
-                    self.cancel(&pending.sid, method);
-                }
-                *pending = self.send(phone, method)?;
+                let old = pending.sid.clone();
+                let (p, _) =
+                    self.send_locked(phone, pending.method, live.then_some(old.as_str()))?;
+                *pending = p;
+                prompt = self.prompt_for(phone, pending, false);
                 live = true;
                 continue;
             }
@@ -268,38 +399,44 @@ impl<'a, 'b> Flow<'a, 'b> {
                 self.invalid_entry(&mut invalid, msg::EXPIRED)?;
                 continue;
             }
-            match self.env.api.check(&pending.sid, &code) {
-                Ok(CheckResult::Approved) => {
-                    let r = Record::event("verification_success")
-                        .with("user", self.login.user)
-                        .with("method", method.name())
-                        .with("sid", pending.sid.clone())
-                        .with("service", self.login.service)
-                        .with("rhost", self.login.rhost.unwrap_or("-"));
-                    self.log(r);
-                    self.status_changed(&pending.sid, "approved");
-                    return Ok(Outcome::Success);
+            let attempt = match self.reserve_attempt()? {
+                Ok(n) => n,
+                Err(NoCheck::Locked(left)) => {
+                    self.error(&msg::locked_out(left))?;
+                    return Ok(Outcome::MaxTries);
                 }
+                Err(NoCheck::NoAttemptsLeft) => {
+                    self.error(msg::TOO_MANY_WRONG)?;
+                    return Ok(Outcome::MaxTries);
+                }
+            };
+            match self.env.api.check(&pending.sid, &code) {
+                Ok(CheckResult::Approved) => return self.succeeded(pending),
                 Ok(CheckResult::Rejected) => {
-                    wrong += 1;
                     self.log(
                         Record::event("verification_failed")
                             .with("user", self.login.user)
                             .with("reason", "wrong_code")
-                            .with("attempt", format!("{wrong}/{}", self.cfg.max_attempts))
+                            .with("attempt", format!("{attempt}/{}", self.cfg.max_attempts))
                             .with("sid", pending.sid.clone())
                             .with("rhost", self.login.rhost.unwrap_or("-")),
                     );
-                    if wrong >= self.cfg.max_attempts {
-                        return self.attempts_used_up(&pending.sid, method);
+                    if attempt >= self.cfg.max_attempts {
+                        return self.attempts_used_up(&pending.sid);
                     }
                     self.error(msg::WRONG_CODE)?;
                 }
                 Err(e) if e.twilio_code() == Some(codes::MAX_CHECK_ATTEMPTS) => {
-                    return self.attempts_used_up(&pending.sid, method);
+                    return self.attempts_used_up(&pending.sid);
                 }
                 Err(e) if e.twilio_code() == Some(codes::NOT_FOUND) => {
                     live = false;
+                    let sid = pending.sid.clone();
+                    self.state_update(&mut |st| {
+                        if st.pending.as_ref().is_some_and(|p| p.sid == sid) {
+                            st.pending = None;
+                        }
+                    })?;
                     self.log(
                         Record::event("verification_expired")
                             .with("user", self.login.user)
@@ -312,16 +449,83 @@ impl<'a, 'b> Flow<'a, 'b> {
         }
     }
 
-    fn attempts_used_up(&mut self, sid: &str, method: Method) -> Step<Outcome> {
-        self.cancel(sid, method);
+    /// Takes one attempt from the user's allowance before a check is made.
+    fn reserve_attempt(&mut self) -> Step<Result<u32, NoCheck>> {
+        let (clock, max) = (self.env.clock, self.cfg.max_attempts);
+        let mut out = Err(NoCheck::NoAttemptsLeft);
+        self.state_update(&mut |st| {
+            let now = clock.now();
+            out = if let Some(left) = st.lockout_left(now) {
+                Err(NoCheck::Locked(left))
+            } else if st.attempts >= max {
+                Err(NoCheck::NoAttemptsLeft)
+            } else {
+                st.attempts += 1;
+                Ok(st.attempts)
+            };
+        })?;
+        Ok(out)
+    }
+
+    fn succeeded(&mut self, pending: &PendingSend) -> Step<Outcome> {
+        let (clock, remember) = (self.env.clock, self.cfg.remember);
+        let origin = self.login.origin();
+        let sid = pending.sid.clone();
+        self.state_update(&mut |st| {
+            let now = clock.now();
+            st.attempts = 0;
+            st.locked_until = None;
+            if st.pending.as_ref().is_some_and(|p| p.sid == sid) {
+                st.pending = None;
+            }
+            st.prune_remembered(now, remember);
+            if let (Some(o), true) = (&origin, remember > 0) {
+                st.remember(o, now);
+            }
+        })?;
         self.log(
-            Record::event("verification_failed")
+            Record::event("verification_success")
                 .with("user", self.login.user)
-                .with("reason", "max_attempts")
-                .with("rhost", self.login.rhost.unwrap_or("-"))
-                .at(Level::Warning),
+                .with("method", pending.method.name())
+                .with("sid", pending.sid.clone())
+                .with("service", self.login.service)
+                .with("rhost", self.login.rhost.unwrap_or("-")),
         );
-        self.error(msg::TOO_MANY_WRONG)?;
+        self.status_changed(&pending.sid, "approved");
+        Ok(Outcome::Success)
+    }
+
+    /// The limit is reached: lock the user out (or, with a zero timeout,
+    /// start the count again) and cancel the verification.
+    fn attempts_used_up(&mut self, sid: &str) -> Step<Outcome> {
+        let (clock, timeout) = (self.env.clock, self.cfg.max_attempts_timeout);
+        let mut until = None;
+        self.state_update(&mut |st| {
+            let now = clock.now();
+            st.attempts = 0;
+            if timeout > 0 {
+                let end = st.locked_until.unwrap_or(0).max(now + timeout);
+                st.locked_until = Some(end);
+                until = Some(end);
+            }
+            if st.pending.as_ref().is_some_and(|p| p.sid == sid) {
+                st.pending = None;
+            }
+        })?;
+        self.cancel(sid);
+        let mut r = Record::event("verification_failed")
+            .with("user", self.login.user)
+            .with("reason", "max_attempts")
+            .with("rhost", self.login.rhost.unwrap_or("-"))
+            .at(Level::Warning);
+        if let Some(end) = until {
+            r = r.with("locked_until", crate::clock::iso_time(end));
+        }
+        self.log(r);
+        match until {
+            Some(end) => self.error(&msg::locked_out(end.saturating_sub(self.env.clock.now())))?,
+            None => self.error(msg::TOO_MANY_WRONG)?,
+        }
         Ok(Outcome::MaxTries)
     }
 
@@ -342,13 +546,52 @@ impl<'a, 'b> Flow<'a, 'b> {
     }
 
     /// Best effort: a verification we no longer want should not stay usable.
-    fn cancel(&mut self, sid: &str, _method: Method) {
+    fn cancel(&mut self, sid: &str) {
         match self.env.api.cancel(sid) {
             Ok(()) => self.status_changed(sid, "canceled"),
             Err(e) => self.log(
                 Record::message(Level::Debug, format!("could not cancel verification: {e}"))
                     .with("sid", sid.to_string()),
             ),
+        }
+    }
+
+    /// Runs `f` on the user's state under their lock; returns the state after.
+    /// A state problem ends the login, closed.
+    fn state_update(&mut self, f: &mut dyn FnMut(&mut UserState)) -> Step<UserState> {
+        let mut after = UserState::default();
+        let result = self.env.state.update(self.login.user, &mut |st| {
+            f(st);
+            after = st.clone();
+        });
+        match result {
+            Ok(()) => Ok(after),
+            Err(StateError::Busy) => {
+                // Never AUTHINFO_UNAVAIL: a stack with authinfo_unavail=ignore
+                // would let anyone who can hold the lock skip the factor.
+                self.log(
+                    Record::message(
+                        Level::Warning,
+                        "state file busy: another login holds the lock",
+                    )
+                    .with("user", self.login.user),
+                );
+                self.error(msg::BUSY)?;
+                Err(Outcome::AuthErr)
+            }
+            Err(e @ StateError::Corrupt(_)) => {
+                self.admin_error(format!(
+                    "{e}; inspect it, then run `twilio-2fa unlock {}`",
+                    self.login.user
+                ));
+                self.error(&msg::damaged_state(self.login.user))?;
+                Err(Outcome::ServiceErr)
+            }
+            Err(e) => {
+                self.admin_error(format!("{e}; fix state_dir (root-owned, mode 0700)"));
+                self.error(msg::SETUP_ERROR)?;
+                Err(Outcome::ServiceErr)
+            }
         }
     }
 

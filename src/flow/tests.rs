@@ -3,6 +3,7 @@
 use super::*;
 use crate::events::MemoryLog;
 use crate::phone::SourceError;
+use crate::state::{MemoryStore, StateError};
 use crate::verify::Verification;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -221,9 +222,11 @@ fn run_with(
     let log = MemoryLog::default();
     let phones = FakePhones(phone);
     let clock = FakeClock(Cell::new(1_000_000));
+    let store = MemoryStore::default();
     let login = Login {
         user,
         rhost: Some("192.0.2.7"),
+        tty: Some("ssh"),
         service: "sshd",
         hostname: "bastion",
     };
@@ -235,6 +238,7 @@ fn run_with(
             users: &FakeUsers,
             events: &log,
             clock: &clock,
+            state: &store,
         };
         authenticate(cfg, &login, &mut env)
     };
@@ -330,7 +334,7 @@ fn attempts_used_up_cancels_and_maxtries() {
     );
     assert_eq!(
         r.conv.errors().last().map(String::as_str),
-        Some(msg::TOO_MANY_WRONG)
+        Some("Too many failed attempts. Try again in 10 minutes.")
     );
     assert_eq!(
         r.events("verification_status_changed")[0].get("status"),
@@ -522,6 +526,7 @@ fn friendly_name_is_filled_and_sanitised() {
 fn timed_run(extra: &str, answers: &[&str], steps: &[u64]) -> (Outcome, ScriptedConv, FakeApi) {
     let cfg = config(extra);
     let clock = FakeClock(Cell::new(1_000_000));
+    let store = MemoryStore::default();
     let mut conv = TimedConv {
         inner: ScriptedConv::new(answers),
         clock: &clock,
@@ -533,6 +538,7 @@ fn timed_run(extra: &str, answers: &[&str], steps: &[u64]) -> (Outcome, Scripted
     let login = Login {
         user: "alice",
         rhost: None,
+        tty: Some("/dev/pts/1"),
         service: "sudo",
         hostname: "h",
     };
@@ -544,6 +550,7 @@ fn timed_run(extra: &str, answers: &[&str], steps: &[u64]) -> (Outcome, Scripted
             users: &FakeUsers,
             events: &log,
             clock: &clock,
+            state: &store,
         };
         authenticate(&cfg, &login, &mut env)
     };
@@ -699,4 +706,273 @@ fn code_normalisation() {
     for bad in ["123", "01234567890", "12a456", "١٢٣٤٥٦", "12\t3456", ""] {
         assert_eq!(normalise_code(bad), None, "{bad:?}");
     }
+}
+
+/// Several logins against one Twilio, one state store and one clock.
+struct World {
+    cfg: Config,
+    api: FakeApi,
+    store: MemoryStore,
+    clock: FakeClock,
+    log: MemoryLog,
+}
+
+impl World {
+    fn new(extra: &str) -> World {
+        World {
+            cfg: config(extra),
+            api: FakeApi::default(),
+            store: MemoryStore::default(),
+            clock: FakeClock(Cell::new(1_000_000)),
+            log: MemoryLog::default(),
+        }
+    }
+
+    fn login_from(&self, rhost: &str, answers: &[&str]) -> (Outcome, ScriptedConv) {
+        let mut conv = ScriptedConv::new(answers);
+        let phones = FakePhones(Ok(Some(ALICE_PHONE.into())));
+        let login = Login {
+            user: "alice",
+            rhost: Some(rhost),
+            tty: Some("ssh"),
+            service: "sshd",
+            hostname: "bastion",
+        };
+        let outcome = {
+            let mut env = Env {
+                conv: &mut conv,
+                api: &self.api,
+                phones: &phones,
+                users: &FakeUsers,
+                events: &self.log,
+                clock: &self.clock,
+                state: &self.store,
+            };
+            authenticate(&self.cfg, &login, &mut env)
+        };
+        (outcome, conv)
+    }
+
+    fn login(&self, answers: &[&str]) -> (Outcome, ScriptedConv) {
+        self.login_from("192.0.2.7", answers)
+    }
+
+    fn sends(&self) -> usize {
+        self.api
+            .calls()
+            .iter()
+            .filter(|c| matches!(c, Call::Send(..)))
+            .count()
+    }
+
+    fn advance(&self, secs: u64) {
+        self.clock.0.set(self.clock.0.get() + secs);
+    }
+
+    fn state(&self) -> crate::state::UserState {
+        crate::state::read(&self.store, "alice").unwrap()
+    }
+}
+
+#[test]
+fn lockout_holds_across_logins_and_sends_nothing() {
+    let w = World::new("allowed_methods = [\"sms\"]\nmax_attempts = 2\n");
+    let (o, _) = w.login(&["000001", "000002"]);
+    assert_eq!(o, Outcome::MaxTries);
+    assert_eq!(w.state().locked_until, Some(1_000_000 + 600));
+    let sends = w.sends();
+    w.advance(1);
+    let (o, conv) = w.login(&["123456"]);
+    assert_eq!(o, Outcome::MaxTries);
+    assert_eq!(
+        conv.errors(),
+        vec!["Too many failed attempts. Try again in 10 minutes."]
+    );
+    assert!(conv.prompts().is_empty());
+    assert_eq!(w.sends(), sends, "no SMS while locked out");
+    w.advance(540);
+    let (_, conv) = w.login(&["123456"]);
+    assert_eq!(
+        conv.errors(),
+        vec!["Too many failed attempts. Try again in 1 minute."]
+    );
+    w.advance(60);
+    let (o, _) = w.login(&["123456"]);
+    assert_eq!(o, Outcome::Success, "lockout over");
+    assert_eq!(w.state(), crate::state::UserState::default());
+}
+
+#[test]
+fn wrong_codes_add_up_across_logins_and_success_resets() {
+    let w = World::new("allowed_methods = [\"sms\"]\nmax_attempts = 3\n");
+    assert_eq!(w.login(&["000001"]).0, Outcome::ConvErr);
+    assert_eq!(w.state().attempts, 1);
+    assert_eq!(w.login(&["000002", "000003"]).0, Outcome::MaxTries);
+    assert_eq!(w.api.checks(), 3);
+
+    let w = World::new("allowed_methods = [\"sms\"]\nmax_attempts = 3\n");
+    assert_eq!(w.login(&["000001", "000002", "123456"]).0, Outcome::Success);
+    assert_eq!(w.state().attempts, 0);
+    assert_eq!(w.login(&["000001", "000002", "123456"]).0, Outcome::Success);
+}
+
+#[test]
+fn zero_lockout_timeout_just_resets_the_count() {
+    let w = World::new("allowed_methods = [\"sms\"]\nmax_attempts = 2\nmax_attempts_timeout = 0\n");
+    let (o, conv) = w.login(&["000001", "000002"]);
+    assert_eq!(o, Outcome::MaxTries);
+    assert_eq!(
+        conv.errors().last().map(String::as_str),
+        Some(msg::TOO_MANY_WRONG)
+    );
+    assert_eq!(w.state().locked_until, None);
+    assert_eq!(w.state().attempts, 0);
+    assert_eq!(w.login(&["123456"]).0, Outcome::Success);
+}
+
+#[test]
+fn attempts_reserved_elsewhere_leave_no_check_here() {
+    // Other logins have taken every attempt and are still waiting on Twilio.
+    let w = World::new(SMS_ONLY);
+    w.store.update("alice", &mut |st| st.attempts = 5).unwrap();
+    let (o, conv) = w.login(&["123456"]);
+    assert_eq!(o, Outcome::MaxTries);
+    assert_eq!(w.api.checks(), 0);
+    assert_eq!(conv.errors(), vec![msg::TOO_MANY_WRONG]);
+}
+
+#[test]
+fn a_pending_code_is_reused_by_the_next_login_within_retry_time() {
+    let w = World::new("");
+    assert_eq!(w.login(&["2"]).0, Outcome::ConvErr);
+    assert_eq!(w.sends(), 1);
+    w.advance(60);
+    let (o, conv) = w.login(&["123456"]);
+    assert_eq!(o, Outcome::Success);
+    assert_eq!(w.sends(), 1, "no second SMS");
+    assert_eq!(
+        conv.prompts(),
+        vec!["A code was already sent by voice call to (XXX) XXX-2671. Enter code: "],
+        "no menu: the pending code's method is used"
+    );
+    assert_eq!(
+        w.api.calls().last(),
+        Some(&Call::Check(format!("VE{:032}", 1), "123456".into()))
+    );
+    // After retry_time a new login sends a new code.
+    w.login(&["2"]);
+    w.advance(181);
+    w.login(&["2", "123456"]);
+    assert_eq!(w.sends(), 3);
+}
+
+#[test]
+fn resend_cooldown_counts_from_the_other_logins_send() {
+    let w = World::new(SMS_ONLY);
+    w.login(&[]);
+    w.advance(100);
+    let (_, conv) = w.login(&["r"]);
+    assert_eq!(
+        conv.errors(),
+        vec!["You can request a new code in 80 seconds."]
+    );
+    assert_eq!(w.sends(), 1);
+}
+
+#[test]
+fn remembered_origin_skips_the_code_only_from_the_same_host_and_in_time() {
+    let w = World::new("allowed_methods = [\"sms\"]\nremember = 3600\n");
+    assert_eq!(w.login_from("192.0.2.1", &["123456"]).0, Outcome::Success);
+    w.advance(60);
+    let (o, conv) = w.login_from("192.0.2.1", &[]);
+    assert_eq!(o, Outcome::Success);
+    assert_eq!(w.sends(), 1, "remembered: nothing sent");
+    assert!(conv
+        .shown
+        .iter()
+        .any(|m| matches!(m, Shown::Info(t) if t.contains("skipped"))));
+    let skipped = w
+        .log
+        .0
+        .borrow()
+        .iter()
+        .filter(|r| r.get("event") == Some("verification_skipped"))
+        .count();
+    assert_eq!(skipped, 1);
+
+    assert_eq!(w.login_from("192.0.2.2", &["123456"]).0, Outcome::Success);
+    assert_eq!(w.sends(), 2, "another host is not remembered");
+    w.advance(3600);
+    assert_eq!(
+        w.login_from("192.0.2.1", &[]).0,
+        Outcome::ConvErr,
+        "expired: asked again"
+    );
+    assert_eq!(w.sends(), 3);
+}
+
+#[test]
+fn remember_off_by_default() {
+    let w = World::new(SMS_ONLY);
+    w.login(&["123456"]);
+    assert!(w.state().remembered.is_empty());
+    assert_eq!(w.login(&[]).0, Outcome::ConvErr);
+}
+
+struct BrokenStore(StateError);
+impl StateStore for BrokenStore {
+    fn update(
+        &self,
+        _: &str,
+        _: &mut dyn FnMut(&mut crate::state::UserState),
+    ) -> Result<(), StateError> {
+        Err(self.0.clone())
+    }
+}
+
+fn run_with_store(store: &dyn StateStore) -> (Outcome, ScriptedConv, FakeApi) {
+    let cfg = config(SMS_ONLY);
+    let mut conv = ScriptedConv::new(&["123456"]);
+    let api = FakeApi::default();
+    let phones = FakePhones(Ok(Some(ALICE_PHONE.into())));
+    let clock = FakeClock(Cell::new(5));
+    let log = MemoryLog::default();
+    let login = Login {
+        user: "alice",
+        rhost: None,
+        tty: None,
+        service: "su",
+        hostname: "h",
+    };
+    let outcome = {
+        let mut env = Env {
+            conv: &mut conv,
+            api: &api,
+            phones: &phones,
+            users: &FakeUsers,
+            events: &log,
+            clock: &clock,
+            state: store,
+        };
+        authenticate(&cfg, &login, &mut env)
+    };
+    (outcome, conv, api)
+}
+
+#[test]
+fn state_problems_fail_closed_without_sending() {
+    let (o, conv, api) = run_with_store(&BrokenStore(StateError::Corrupt("x".into())));
+    assert_eq!(o, Outcome::ServiceErr);
+    assert_eq!(conv.errors(), vec![msg::damaged_state("alice")]);
+    assert!(api.calls().is_empty());
+    let (o, _, api) = run_with_store(&BrokenStore(StateError::Unsafe("x".into())));
+    assert_eq!(o, Outcome::ServiceErr);
+    assert!(api.calls().is_empty());
+    let (o, conv, _) = run_with_store(&BrokenStore(StateError::Busy));
+    assert_eq!(
+        o,
+        Outcome::AuthErr,
+        "never AUTHINFO_UNAVAIL, which a stack may ignore"
+    );
+    assert_eq!(conv.errors(), vec![msg::BUSY]);
 }

@@ -1,5 +1,6 @@
 //! `twilio-2fa`: the admin command of pam-twilio-2fa.
 
+mod admin;
 mod demo;
 
 use pam_twilio_2fa::config::{Config, DEFAULT_PATH};
@@ -12,12 +13,40 @@ const USAGE: &str = "usage:
   twilio-2fa simulator --listen ADDR:PORT [--outbox FILE] [--account-sid SID]
                        [--auth-token TOKEN] [--service-sid SID]
                                      run the built-in Twilio Verify simulator (loopback only)
+  twilio-2fa status USER [--config PATH]   attempts used, lockout, last send, remembered hosts
+  twilio-2fa unlock USER [--config PATH]   clear attempts and lockout (also replaces a damaged state file)
+  twilio-2fa forget USER [--config PATH]   drop remembered hosts
   twilio-2fa demo [--module PATH]    a real PAM login against the simulator, on this terminal
   twilio-2fa --version";
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
+    let raw: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    // User names for status/unlock/forget may be any bytes; everything else is text.
+    let result = match raw.first().and_then(|a| a.to_str()) {
+        Some("status") => admin::status(&raw[1..]),
+        Some("unlock") => admin::unlock(&raw[1..]),
+        Some("forget") => admin::forget(&raw[1..]),
+        _ => text_command(&raw),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("twilio-2fa: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn text_command(raw: &[std::ffi::OsString]) -> Result<(), String> {
+    let args: Vec<String> = raw
+        .iter()
+        .map(|a| {
+            a.to_str()
+                .map(String::from)
+                .ok_or("arguments must be UTF-8")
+        })
+        .collect::<Result<_, _>>()?;
+    match args.first().map(String::as_str) {
         Some("check-config") => check_config(&args[1..]),
         Some("simulator") => simulator(&args[1..]),
         Some("demo") => demo::run(&args[1..]),
@@ -30,13 +59,6 @@ fn main() -> ExitCode {
             Ok(())
         }
         _ => Err(format!("unknown or missing command\n{USAGE}")),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("twilio-2fa: {e}");
-            ExitCode::FAILURE
-        }
     }
 }
 

@@ -1,0 +1,162 @@
+//! `twilio-2fa status|unlock|forget USER`: what an administrator needs to see
+//! and reset in a user's state.
+
+use pam_twilio_2fa::clock::{iso_time, Clock, SystemClock};
+use pam_twilio_2fa::config::{Config, DEFAULT_PATH};
+use pam_twilio_2fa::events::{EventSink, Record, SystemLog};
+use pam_twilio_2fa::phone::PhoneNumber;
+use pam_twilio_2fa::state::{StateDir, UserState};
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+struct Target {
+    user: OsString,
+    cfg: Config,
+    dir: StateDir,
+}
+
+/// `USER [--config PATH]`, as root.
+fn target(command: &str, args: &[OsString]) -> Result<Target, String> {
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(format!(
+            "{command} must be run as root (the state directory is root's)"
+        ));
+    }
+    let mut user = None;
+    let mut config = PathBuf::from(DEFAULT_PATH);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--config" {
+            config = PathBuf::from(it.next().ok_or("--config needs a path")?);
+        } else if user.is_none() {
+            user = Some(a.clone());
+        } else {
+            return Err(format!("usage: twilio-2fa {command} USER [--config PATH]"));
+        }
+    }
+    let user = user.ok_or(format!("usage: twilio-2fa {command} USER [--config PATH]"))?;
+    if user.is_empty() {
+        return Err("the user name is empty".into());
+    }
+    let cfg = Config::load(&config).map_err(|e| e.to_string())?;
+    let dir = StateDir::new(
+        cfg.state_dir.clone(),
+        Duration::from_secs(2 * cfg.http_timeout + 2),
+    );
+    Ok(Target { user, cfg, dir })
+}
+
+/// For display only: state is keyed by the name's raw bytes.
+fn shown(user: &OsString) -> String {
+    user.to_string_lossy().into_owned()
+}
+
+fn log_event(t: &Target, name: &str) {
+    let log = SystemLog {
+        debug: false,
+        file: t.cfg.event_log.clone(),
+    };
+    let by = std::env::var("SUDO_USER").unwrap_or_else(|_| "root".into());
+    log.record(
+        Record::event(name)
+            .with("user", shown(&t.user))
+            .with("by", by),
+    );
+}
+
+pub fn status(args: &[OsString]) -> Result<(), String> {
+    let t = target("status", args)?;
+    t.dir.ensure().map_err(|e| e.to_string())?;
+    let mut state = UserState::default();
+    t.dir
+        .update_raw(t.user.as_bytes(), &mut |s| state = s.clone())
+        .map_err(|e| format!("{e}\n(`twilio-2fa unlock` replaces a damaged file)"))?;
+    print!("{}", describe(&t, &state, SystemClock.now()));
+    Ok(())
+}
+
+fn describe(t: &Target, s: &UserState, now: u64) -> String {
+    let when = |at: u64| {
+        let rel = if at > now {
+            format!("in {} s", at - now)
+        } else {
+            format!("{} s ago", now - at)
+        };
+        format!("{} ({rel})", iso_time(at))
+    };
+    let mut out = format!(
+        "user           {}\nstate file     {}\nattempts used  {} of {}\n",
+        shown(&t.user),
+        t.dir.file_for(t.user.as_bytes()).display(),
+        s.attempts,
+        t.cfg.max_attempts
+    );
+    out.push_str(&format!(
+        "locked until   {}\n",
+        s.lockout_left(now)
+            .map(|_| when(s.locked_until.unwrap_or(0)))
+            .unwrap_or_else(|| "- (not locked)".into())
+    ));
+    let last = s.pending.as_ref().map(|p| {
+        let to = PhoneNumber::parse(&p.to, "")
+            .map(|n| n.masked_e164())
+            .unwrap_or_else(|_| "?".into());
+        format!("{} by {} to {to}", when(p.sent_at), p.method.name())
+    });
+    out.push_str(&format!(
+        "last send      {}\n",
+        last.unwrap_or_else(|| "-".into())
+    ));
+    if s.remembered.is_empty() {
+        out.push_str("remembered     -\n");
+    }
+    for r in &s.remembered {
+        let live = t.cfg.remember > 0 && now < r.verified_at + t.cfg.remember;
+        out.push_str(&format!(
+            "remembered     {} verified {}{}\n",
+            r.origin,
+            when(r.verified_at),
+            if live { "" } else { " (expired)" }
+        ));
+    }
+    out
+}
+
+pub fn unlock(args: &[OsString]) -> Result<(), String> {
+    let t = target("unlock", args)?;
+    let mut was_damaged = false;
+    t.dir
+        .reset(t.user.as_bytes(), &mut |old| {
+            was_damaged = old.is_none();
+            UserState {
+                attempts: 0,
+                locked_until: None,
+                ..old.unwrap_or_default()
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    log_event(&t, "unlocked");
+    println!(
+        "{}: attempts cleared and lockout lifted{}",
+        shown(&t.user),
+        if was_damaged {
+            " (the state file was missing or damaged and was replaced)"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
+
+pub fn forget(args: &[OsString]) -> Result<(), String> {
+    let t = target("forget", args)?;
+    t.dir.ensure().map_err(|e| e.to_string())?;
+    t.dir
+        .update_raw(t.user.as_bytes(), &mut |s| s.remembered.clear())
+        .map_err(|e| e.to_string())?;
+    log_event(&t, "forgotten");
+    println!("{}: remembered hosts dropped", shown(&t.user));
+    Ok(())
+}

@@ -1,0 +1,437 @@
+//! Per-user state that must outlive one login: wrong-code count, lockout,
+//! the last code sent, remembered origins. Kept in a root-owned directory,
+//! one file per user, changed only under an exclusive lock and replaced
+//! atomically (write a temporary file, fsync, rename).
+
+use crate::method::Method;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// What is kept for one user.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserState {
+    /// Wrong codes (and checks under way) since the last success.
+    #[serde(default)]
+    pub attempts: u32,
+    /// Seconds since the epoch until which the user is locked out.
+    #[serde(default)]
+    pub locked_until: Option<u64>,
+    /// The last verification sent, while it may still be used.
+    #[serde(default)]
+    pub pending: Option<PendingSend>,
+    /// Where the user last passed the second factor from.
+    #[serde(default)]
+    pub remembered: Vec<Remembered>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PendingSend {
+    pub sid: String,
+    pub method: Method,
+    /// E.164: a code sent to another number is not reused.
+    pub to: String,
+    pub sent_at: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Remembered {
+    /// "rhost:ADDRESS" or "tty:NAME".
+    pub origin: String,
+    pub verified_at: u64,
+}
+
+/// At most this many remembered origins per user; the oldest go first.
+pub const MAX_REMEMBERED: usize = 32;
+
+impl UserState {
+    /// Seconds of lockout left at `now`, if locked.
+    pub fn lockout_left(&self, now: u64) -> Option<u64> {
+        self.locked_until.filter(|t| *t > now).map(|t| t - now)
+    }
+
+    pub fn remember(&mut self, origin: &str, now: u64) {
+        self.remembered.retain(|r| r.origin != origin);
+        self.remembered.push(Remembered {
+            origin: origin.to_string(),
+            verified_at: now,
+        });
+        let excess = self.remembered.len().saturating_sub(MAX_REMEMBERED);
+        self.remembered.drain(..excess);
+    }
+
+    /// Drops remembered origins older than `window` seconds.
+    pub fn prune_remembered(&mut self, now: u64, window: u64) {
+        self.remembered.retain(|r| r.verified_at + window > now);
+    }
+
+    pub fn is_remembered(&self, origin: &str, now: u64, window: u64) -> bool {
+        window > 0
+            && self
+                .remembered
+                .iter()
+                .any(|r| r.origin == origin && r.verified_at <= now && now < r.verified_at + window)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if let Some(p) = &self.pending {
+            let sid_ok = p.sid.len() == 34
+                && p.sid.starts_with("VE")
+                && p.sid[2..].bytes().all(|b| b.is_ascii_hexdigit());
+            if !sid_ok {
+                return Err("pending.sid is not a verification SID".into());
+            }
+        }
+        if self.remembered.len() > MAX_REMEMBERED {
+            return Err("too many remembered origins".into());
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateError {
+    /// The directory is missing and cannot be made, or is not safe to use.
+    Unsafe(String),
+    /// A state file that cannot be read or parsed: never silently reset.
+    Corrupt(String),
+    /// Another login for this user holds the lock for too long.
+    Busy,
+    Io(String),
+}
+
+impl fmt::Display for StateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StateError::Unsafe(s) => write!(f, "unsafe state directory: {s}"),
+            StateError::Corrupt(s) => write!(f, "corrupt state file: {s}"),
+            StateError::Busy => f.write_str("state file locked by another login for too long"),
+            StateError::Io(s) => write!(f, "state file error: {s}"),
+        }
+    }
+}
+
+/// What the flow needs: run a change on a user's state under their lock.
+pub trait StateStore {
+    /// Locks the user's state, runs `f` on it and saves it if `f` changed it.
+    fn update(&self, user: &str, f: &mut dyn FnMut(&mut UserState)) -> Result<(), StateError>;
+}
+
+/// Reads a user's state (under the lock, so never a half-written one).
+pub fn read(store: &dyn StateStore, user: &str) -> Result<UserState, StateError> {
+    let mut out = UserState::default();
+    store.update(user, &mut |s| out = s.clone())?;
+    Ok(out)
+}
+
+/// The state directory on disk.
+pub struct StateDir {
+    pub path: PathBuf,
+    /// How long to wait for another login's lock before giving up.
+    pub lock_wait: Duration,
+}
+
+/// Largest state file we read.
+const MAX_STATE_FILE: u64 = 64 * 1024;
+
+impl StateDir {
+    pub fn new(path: PathBuf, lock_wait: Duration) -> StateDir {
+        StateDir { path, lock_wait }
+    }
+
+    /// Creates the directory (0700) if missing, then checks it and its parents.
+    pub fn ensure(&self) -> Result<(), StateError> {
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                use std::os::unix::fs::DirBuilderExt;
+                std::fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(&self.path)
+                    .map_err(|e| {
+                        StateError::Unsafe(format!("{}: cannot create: {e}", self.path.display()))
+                    })?;
+            }
+            Err(e) => return Err(StateError::Unsafe(format!("{}: {e}", self.path.display()))),
+        }
+        check_dir_safety(&self.path).map_err(StateError::Unsafe)
+    }
+
+    /// The file for `user`: a name that cannot leave the directory or
+    /// collide with another user's.
+    pub fn file_for(&self, user: &[u8]) -> PathBuf {
+        self.path.join(file_name_for(user))
+    }
+
+    fn lock(&self, file: &Path) -> Result<File, StateError> {
+        let lock_path = with_suffix(file, ".lock");
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&lock_path)
+            .map_err(|e| StateError::Io(format!("{}: {e}", lock_path.display())))?;
+        let deadline = Instant::now() + self.lock_wait;
+        loop {
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                return Ok(f);
+            }
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::EWOULDBLOCK)
+                && err.raw_os_error() != Some(libc::EINTR)
+            {
+                return Err(StateError::Io(format!(
+                    "{}: flock: {err}",
+                    lock_path.display()
+                )));
+            }
+            if Instant::now() >= deadline {
+                return Err(StateError::Busy);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn load(&self, file: &Path) -> Result<UserState, StateError> {
+        let shown = file.display();
+        let mut f = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+            .open(file)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(UserState::default()),
+            Err(e) => return Err(StateError::Corrupt(format!("{shown}: {e}"))),
+        };
+        let md = f
+            .metadata()
+            .map_err(|e| StateError::Corrupt(format!("{shown}: {e}")))?;
+        if !md.is_file() || md.len() > MAX_STATE_FILE {
+            return Err(StateError::Corrupt(format!(
+                "{shown}: not a small regular file"
+            )));
+        }
+        if !owner_ok(md.uid()) || md.mode() & 0o077 != 0 {
+            return Err(StateError::Corrupt(format!(
+                "{shown}: must be owned by root with mode 0600"
+            )));
+        }
+        let mut text = String::new();
+        f.read_to_string(&mut text)
+            .map_err(|e| StateError::Corrupt(format!("{shown}: {e}")))?;
+        let state: UserState = serde_json::from_str(&text)
+            .map_err(|e| StateError::Corrupt(format!("{shown}: {e}")))?;
+        state
+            .validate()
+            .map_err(|e| StateError::Corrupt(format!("{shown}: {e}")))?;
+        Ok(state)
+    }
+
+    /// Replaces `file` atomically: a reader sees the old or the new state.
+    fn save(&self, file: &Path, state: &UserState) -> Result<(), StateError> {
+        let tmp = with_suffix(file, ".tmp");
+        let io = |e: std::io::Error| StateError::Io(format!("{}: {e}", tmp.display()));
+        let text =
+            serde_json::to_string_pretty(state).map_err(|e| StateError::Io(e.to_string()))?;
+        // Only the lock holder writes the temporary file, so a fixed name is safe.
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)
+            .map_err(io)?;
+        f.write_all(text.as_bytes()).map_err(io)?;
+        f.write_all(b"\n").map_err(io)?;
+        f.sync_all().map_err(io)?;
+        drop(f);
+        std::fs::rename(&tmp, file).map_err(io)?;
+        // Make the rename itself durable.
+        if let Ok(d) = File::open(&self.path) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
+    /// Replaces a user's state with `f`'s result even if the file is corrupt:
+    /// the administrator's way out (`twilio-2fa unlock`).
+    pub fn reset(
+        &self,
+        user: &[u8],
+        f: &mut dyn FnMut(Option<UserState>) -> UserState,
+    ) -> Result<(), StateError> {
+        self.ensure()?;
+        let file = self.file_for(user);
+        let _lock = self.lock(&file)?;
+        let old = self.load(&file).ok();
+        let new = f(old);
+        self.save(&file, &new)
+    }
+}
+
+impl StateStore for StateDir {
+    fn update(&self, user: &str, f: &mut dyn FnMut(&mut UserState)) -> Result<(), StateError> {
+        self.update_raw(user.as_bytes(), f)
+    }
+}
+
+impl StateDir {
+    /// `update` for a user name given as bytes (the CLI may be handed any).
+    pub fn update_raw(
+        &self,
+        user: &[u8],
+        f: &mut dyn FnMut(&mut UserState),
+    ) -> Result<(), StateError> {
+        self.ensure()?;
+        let file = self.file_for(user);
+        let _lock = self.lock(&file)?;
+        let before = self.load(&file)?;
+        let mut after = before.clone();
+        f(&mut after);
+        if after != before {
+            self.save(&file, &after)?;
+        }
+        Ok(())
+    }
+}
+
+fn owner_ok(uid: u32) -> bool {
+    uid == 0 || uid == unsafe { libc::geteuid() }
+}
+
+/// The directory and every parent must belong to root (or us) and must not
+/// be writable by group or others (OpenSSH StrictModes rules; no exception
+/// for sticky directories such as /tmp).
+fn check_dir_safety(path: &Path) -> Result<(), String> {
+    let md = std::fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if !md.is_dir() {
+        return Err(format!("{} is not a directory", path.display()));
+    }
+    if !owner_ok(md.uid()) {
+        return Err(format!(
+            "{} is owned by uid {}, must be owned by root",
+            path.display(),
+            md.uid()
+        ));
+    }
+    if md.mode() & 0o077 != 0 {
+        return Err(format!(
+            "{} has mode {:04o}, must be 0700",
+            path.display(),
+            md.mode() & 0o7777
+        ));
+    }
+    let abs = std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    for parent in abs.ancestors().skip(1) {
+        let md = std::fs::metadata(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        if !owner_ok(md.uid()) || md.mode() & 0o022 != 0 {
+            return Err(format!(
+                "parent {} is writable by a user other than root (owner uid {}, mode {:04o})",
+                parent.display(),
+                md.uid(),
+                md.mode() & 0o7777
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn with_suffix(file: &Path, suffix: &str) -> PathBuf {
+    let mut s = file.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// "u-" + the name with every byte outside [A-Za-z0-9_-] as %XX; names whose
+/// encoding would be long become "h-" + SHA-256. The two forms cannot meet,
+/// and neither contains "/" or starts with ".".
+pub fn file_name_for(user: &[u8]) -> String {
+    let mut enc = String::with_capacity(user.len() + 2);
+    for &b in user {
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+            enc.push(b as char);
+        } else {
+            enc.push_str(&format!("%{b:02X}"));
+        }
+    }
+    if enc.len() <= 160 {
+        return format!("u-{enc}");
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, user);
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("h-{hex}")
+}
+
+/// An in-memory store for unit tests.
+#[derive(Default)]
+pub struct MemoryStore(pub std::cell::RefCell<std::collections::HashMap<String, UserState>>);
+
+impl StateStore for MemoryStore {
+    fn update(&self, user: &str, f: &mut dyn FnMut(&mut UserState)) -> Result<(), StateError> {
+        let mut map = self.0.borrow_mut();
+        f(map.entry(user.to_string()).or_default());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_are_safe_and_distinct() {
+        let names: Vec<Vec<u8>> = vec![
+            b"alice".to_vec(),
+            b"../../etc/passwd".to_vec(),
+            b"a/b".to_vec(),
+            b"a%2Fb".to_vec(),
+            b".".to_vec(),
+            b"..".to_vec(),
+            b"a\nb".to_vec(),
+            vec![b'x'; 300],
+            vec![b'x'; 301],
+            vec![0xff, 0xfe, b'a'],
+            b"Alice".to_vec(),
+        ];
+        let encoded: Vec<String> = names.iter().map(|n| file_name_for(n)).collect();
+        for e in &encoded {
+            assert!(
+                !e.contains('/') && !e.starts_with('.') && e.len() < 200,
+                "{e}"
+            );
+        }
+        let unique: std::collections::HashSet<_> = encoded.iter().collect();
+        assert_eq!(unique.len(), names.len(), "{encoded:?}");
+        assert_eq!(file_name_for(b"alice"), "u-alice");
+        assert_eq!(file_name_for(b"a/b"), "u-a%2Fb");
+    }
+
+    #[test]
+    fn remembered_origins_expire_and_are_capped() {
+        let mut s = UserState::default();
+        s.remember("rhost:192.0.2.1", 100);
+        assert!(s.is_remembered("rhost:192.0.2.1", 150, 60));
+        assert!(!s.is_remembered("rhost:192.0.2.1", 160, 60));
+        assert!(!s.is_remembered("rhost:192.0.2.2", 150, 60));
+        assert!(!s.is_remembered("rhost:192.0.2.1", 150, 0));
+        for i in 0..40 {
+            s.remember(&format!("rhost:10.0.0.{i}"), 200 + i);
+        }
+        assert_eq!(s.remembered.len(), MAX_REMEMBERED);
+        assert!(
+            !s.is_remembered("rhost:192.0.2.1", 201, 1000),
+            "oldest dropped"
+        );
+    }
+}
