@@ -8,15 +8,6 @@ use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Removes the service file even when the test fails.
-struct ServiceFile(std::path::PathBuf);
-
-impl Drop for ServiceFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 fn pamtester(service: &str, answer_after_send: Option<&Setup>) -> (bool, String, String) {
     // A dead proxy in every variable ureq would read: the module must ignore
     // them all (under sudo the environment is the user's to set).
@@ -74,24 +65,9 @@ fn pamtester(service: &str, answer_after_send: Option<&Setup>) -> (bool, String,
 
 #[test]
 fn pamtester_with_a_service_file_in_etc_pam_d() {
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "this test writes /etc/pam.d: run it as root"
-    );
     let s = Setup::sms("");
-    let service = format!("t2fa-pamtester-{}", std::process::id());
-    let path = std::path::Path::new("/etc/pam.d").join(&service);
-    std::fs::write(
-        &path,
-        format!(
-            "auth required {} config={}\n",
-            s.module.display(),
-            s.lab.config.display()
-        ),
-    )
-    .unwrap();
-    let _guard = ServiceFile(path);
+    let etc = EtcService::new(&s, "pamtester");
+    let service = etc.name.clone();
 
     let (ok, out, err) = pamtester(&service, Some(&s));
     assert!(ok, "stdout:\n{out}\nstderr:\n{err}");

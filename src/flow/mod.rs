@@ -134,6 +134,14 @@ impl From<ConvError> for Outcome {
     }
 }
 
+/// What happened under the lock in `send_locked`.
+enum SendResult {
+    NotRun,
+    Ready(PendingSend, bool),
+    Locked(u64),
+    Failed(ApiError),
+}
+
 /// Why a check could not be started.
 enum NoCheck {
     Locked(u64),
@@ -185,7 +193,7 @@ impl<'a, 'b> Flow<'a, 'b> {
             Some(p) => p.method,
             None => self.choose_method()?,
         };
-        let (mut pending, reused) = self.send_or_reuse(&phone, method)?;
+        let (mut pending, reused) = self.send_locked(&phone, method, None)?;
         self.verify_loop(&phone, &mut pending, reused)
     }
 
@@ -283,7 +291,9 @@ impl<'a, 'b> Flow<'a, 'b> {
     /// Under the user's lock: reuse a code another login sent within
     /// `retry_time` to the same number, or send one (and, with `replace`,
     /// cancel the one it replaces). Holding the lock across the send is what
-    /// stops 20 logins at once from sending 20 codes.
+    /// stops 20 logins at once from sending 20 codes; checking the lockout
+    /// again under it stops a login that started before a lockout from
+    /// sending after it.
     fn send_locked(
         &mut self,
         phone: &PhoneNumber,
@@ -292,20 +302,24 @@ impl<'a, 'b> Flow<'a, 'b> {
     ) -> Step<(PendingSend, bool)> {
         let (api, clock) = (self.env.api, self.env.clock);
         let (retry_time, friendly) = (self.cfg.retry_time, self.friendly_name(method));
-        let mut result: Option<Result<(PendingSend, bool), ApiError>> = None;
+        let mut result = SendResult::NotRun;
         let mut canceled = None;
         self.state_update(&mut |st| {
             let now = clock.now();
+            if let Some(left) = st.lockout_left(now) {
+                result = SendResult::Locked(left);
+                return;
+            }
             if replace.is_none() {
                 if let Some(p) = reusable(st, phone, now, retry_time) {
-                    result = Some(Ok((p, true)));
+                    result = SendResult::Ready(p, true);
                     return;
                 }
             }
             if let Some(old) = replace {
                 canceled = Some(api.cancel(old).map(|_| old.to_string()));
             }
-            result = Some(match api.send(phone.e164(), method, friendly.as_deref()) {
+            result = match api.send(phone.e164(), method, friendly.as_deref()) {
                 Ok(v) => {
                     let p = PendingSend {
                         sid: v.sid,
@@ -314,19 +328,19 @@ impl<'a, 'b> Flow<'a, 'b> {
                         sent_at: now,
                     };
                     st.pending = Some(p.clone());
-                    Ok((p, false))
+                    SendResult::Ready(p, false)
                 }
                 Err(e) => {
                     st.pending = None;
-                    Err(e)
+                    SendResult::Failed(e)
                 }
-            });
+            };
         })?;
         if let Some(Ok(sid)) = canceled {
             self.status_changed(&sid, "canceled");
         }
-        match result.expect("the state closure always runs") {
-            Ok((p, reused)) => {
+        match result {
+            SendResult::Ready(p, reused) => {
                 if !reused {
                     self.log(
                         Record::event("verification_sent")
@@ -340,12 +354,16 @@ impl<'a, 'b> Flow<'a, 'b> {
                 }
                 Ok((p, reused))
             }
-            Err(e) => Err(self.send_failure(&e, method)),
+            SendResult::Locked(left) => {
+                self.error(&msg::locked_out(left))?;
+                Err(Outcome::MaxTries)
+            }
+            SendResult::Failed(e) => Err(self.send_failure(&e, method)),
+            SendResult::NotRun => {
+                self.admin_error("state store returned without running the update".into());
+                Err(Outcome::ServiceErr)
+            }
         }
-    }
-
-    fn send_or_reuse(&mut self, phone: &PhoneNumber, method: Method) -> Step<(PendingSend, bool)> {
-        self.send_locked(phone, method, None)
     }
 
     fn prompt_for(&self, phone: &PhoneNumber, p: &PendingSend, reused: bool) -> String {

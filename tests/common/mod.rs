@@ -112,6 +112,17 @@ impl Setup {
         flags: i32,
         answers: Vec<Answer>,
     ) -> LoginResult {
+        self.login_full(user, rhost, None, flags, answers)
+    }
+
+    pub fn login_full(
+        &self,
+        user: &str,
+        rhost: Option<&str>,
+        tty: Option<&str>,
+        flags: i32,
+        answers: Vec<Answer>,
+    ) -> LoginResult {
         let mut queue: VecDeque<Answer> = answers.into();
         let mut shown = Vec::new();
         let rc;
@@ -130,6 +141,9 @@ impl Setup {
                 .expect("pam_start_confdir");
             if let Some(r) = rhost {
                 tx.set_rhost(r).expect("rhost");
+            }
+            if let Some(t) = tty {
+                tx.set_tty(t).expect("tty");
             }
             rc = tx.authenticate(flags);
         }
@@ -208,4 +222,48 @@ fn resolve(a: Answer, sim: &Simulator) -> Option<String> {
 
 fn latest(sim: &Simulator) -> Option<String> {
     sim.deliveries().last().map(|d| d.code.clone())
+}
+
+/// A service file under /etc/pam.d for this setup, removed when dropped.
+pub struct EtcService {
+    pub name: String,
+    path: PathBuf,
+}
+
+impl EtcService {
+    pub fn new(s: &Setup, tag: &str) -> EtcService {
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "this test writes /etc/pam.d: run it as root"
+        );
+        let name = format!("t2fa-{tag}-{}", std::process::id());
+        let path = PathBuf::from("/etc/pam.d").join(&name);
+        std::fs::write(
+            &path,
+            format!(
+                "auth required {} config={}\n",
+                s.module.display(),
+                s.lab.config.display()
+            ),
+        )
+        .unwrap();
+        EtcService { name, path }
+    }
+}
+
+impl Drop for EtcService {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The user's state file in the setup's state directory, parsed.
+pub fn state_of(s: &Setup, user: &str) -> pam_twilio_2fa::state::UserState {
+    let path = s
+        .lab
+        .state_dir
+        .join(pam_twilio_2fa::state::file_name_for(user.as_bytes()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}\n{text}", path.display()))
 }
