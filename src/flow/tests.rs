@@ -230,18 +230,14 @@ fn run_with(
         service: "sshd",
         hostname: "bastion",
     };
-    let outcome = {
-        let mut env = Env {
-            conv: &mut conv,
-            api: &api,
-            phones: &phones,
-            users: &FakeUsers,
-            events: &log,
-            clock: &clock,
-            state: &store,
-        };
-        authenticate(cfg, &login, &mut env)
+    let deps = Deps {
+        api: &api,
+        phones: &phones,
+        store: &store,
+        clock: &clock,
+        log: &log,
     };
+    let outcome = deps.drive(cfg, &login, &mut conv);
     Run {
         outcome,
         conv,
@@ -542,18 +538,14 @@ fn timed_run(extra: &str, answers: &[&str], steps: &[u64]) -> (Outcome, Scripted
         service: "sudo",
         hostname: "h",
     };
-    let outcome = {
-        let mut env = Env {
-            conv: &mut conv,
-            api: &api,
-            phones: &phones,
-            users: &FakeUsers,
-            events: &log,
-            clock: &clock,
-            state: &store,
-        };
-        authenticate(&cfg, &login, &mut env)
+    let deps = Deps {
+        api: &api,
+        phones: &phones,
+        store: &store,
+        clock: &clock,
+        log: &log,
     };
+    let outcome = deps.drive(&cfg, &login, &mut conv);
     (outcome, conv.inner, api)
 }
 
@@ -708,6 +700,30 @@ fn code_normalisation() {
     }
 }
 
+/// What a login talks to, besides the conversation.
+struct Deps<'a> {
+    api: &'a FakeApi,
+    phones: &'a dyn PhoneSource,
+    store: &'a dyn StateStore,
+    clock: &'a FakeClock,
+    log: &'a MemoryLog,
+}
+
+impl Deps<'_> {
+    fn drive(&self, cfg: &Config, login: &Login, conv: &mut dyn Conversation) -> Outcome {
+        let mut env = Env {
+            conv,
+            api: self.api,
+            phones: self.phones,
+            users: &FakeUsers,
+            events: self.log,
+            clock: self.clock,
+            state: self.store,
+        };
+        authenticate(cfg, login, &mut env)
+    }
+}
+
 /// Several logins against one Twilio, one state store and one clock.
 struct World {
     cfg: Config,
@@ -738,18 +754,14 @@ impl World {
             service: "sshd",
             hostname: "bastion",
         };
-        let outcome = {
-            let mut env = Env {
-                conv: &mut conv,
-                api: &self.api,
-                phones: &phones,
-                users: &FakeUsers,
-                events: &self.log,
-                clock: &self.clock,
-                state: &self.store,
-            };
-            authenticate(&self.cfg, &login, &mut env)
+        let deps = Deps {
+            api: &self.api,
+            phones: &phones,
+            store: &self.store,
+            clock: &self.clock,
+            log: &self.log,
         };
+        let outcome = deps.drive(&self.cfg, &login, &mut conv);
         (outcome, conv)
     }
 
@@ -944,18 +956,14 @@ fn run_with_store(store: &dyn StateStore) -> (Outcome, ScriptedConv, FakeApi) {
         service: "su",
         hostname: "h",
     };
-    let outcome = {
-        let mut env = Env {
-            conv: &mut conv,
-            api: &api,
-            phones: &phones,
-            users: &FakeUsers,
-            events: &log,
-            clock: &clock,
-            state: store,
-        };
-        authenticate(&cfg, &login, &mut env)
+    let deps = Deps {
+        api: &api,
+        phones: &phones,
+        store,
+        clock: &clock,
+        log: &log,
     };
+    let outcome = deps.drive(&cfg, &login, &mut conv);
     (outcome, conv, api)
 }
 
