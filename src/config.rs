@@ -34,7 +34,33 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub max_attempts_timeout: u64,
     pub remember: u64,
+    /// `[phones] command`, split into program and arguments.
+    pub phones_command: Option<Vec<String>>,
+    pub allow_register: bool,
+    pub register_optional: bool,
+    pub allow_change: bool,
+    pub allowed_countries: Vec<String>,
+    pub disallowed_countries: Vec<String>,
+    pub carrier_lookup: bool,
+    /// Twilio Lookup v2 line types; "voip" already expanded.
+    pub allowed_carrier_types: Vec<String>,
 }
+
+/// Twilio Lookup v2 `line_type_intelligence.type` values.
+pub const LINE_TYPES: [&str; 12] = [
+    "mobile",
+    "landline",
+    "fixedVoip",
+    "nonFixedVoip",
+    "personal",
+    "tollFree",
+    "premium",
+    "sharedCost",
+    "uan",
+    "voicemail",
+    "pager",
+    "unknown",
+];
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/twilio-2fa";
 
@@ -99,6 +125,12 @@ struct RawConfig {
     #[serde(default)]
     remember: u64,
     #[serde(default)]
+    allow_register: bool,
+    #[serde(default)]
+    register_optional: bool,
+    #[serde(default = "yes")]
+    allow_change: bool,
+    #[serde(default)]
     phone_number: RawPhoneNumber,
     #[serde(default)]
     phones: RawPhones,
@@ -111,14 +143,33 @@ struct RawConfig {
 struct RawPhoneNumber {
     #[serde(default = "default_region")]
     default_region: String,
+    #[serde(default = "default_countries")]
+    allowed_countries: Vec<String>,
+    #[serde(default)]
+    disallowed_countries: Vec<String>,
+    #[serde(default = "yes")]
+    carrier_lookup: bool,
+    #[serde(default = "default_carrier_types")]
+    allowed_carrier_types: Vec<String>,
 }
 
 impl Default for RawPhoneNumber {
     fn default() -> Self {
         RawPhoneNumber {
             default_region: default_region(),
+            allowed_countries: default_countries(),
+            disallowed_countries: vec![],
+            carrier_lookup: true,
+            allowed_carrier_types: default_carrier_types(),
         }
     }
+}
+
+fn default_countries() -> Vec<String> {
+    vec!["US".into()]
+}
+fn default_carrier_types() -> Vec<String> {
+    vec!["mobile".into()]
 }
 
 #[derive(Deserialize, Default)]
@@ -126,6 +177,7 @@ impl Default for RawPhoneNumber {
 struct RawPhones {
     file: Option<PathBuf>,
     directory: Option<PathBuf>,
+    command: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -259,7 +311,7 @@ impl RawConfig {
         if !(1..=120).contains(&self.http_timeout) {
             return err("http_timeout: must be between 1 and 120 seconds".into());
         }
-        let region = self.phone_number.default_region;
+        let region = self.phone_number.default_region.clone();
         if !region.is_empty() && crate::phone::region_id(&region).is_none() {
             return err(format!(
                 "phone_number.default_region: \"{region}\" is not an ISO country code (e.g. \"US\"), or \"\" to require numbers starting with +"
@@ -291,6 +343,58 @@ impl RawConfig {
                 return err("event_log: must be an absolute path".into());
             }
         }
+        let phones_command = match &self.phones.command {
+            None => None,
+            Some(c) => {
+                let argv: Vec<String> = c.split_whitespace().map(String::from).collect();
+                if argv.is_empty() || !argv[0].starts_with('/') {
+                    return err("phones.command: must start with the program's absolute path, e.g. \"/usr/local/bin/phone-of %u\"".into());
+                }
+                Some(argv)
+            }
+        };
+        let pn = &self.phone_number;
+        for (key, list) in [
+            ("phone_number.allowed_countries", &pn.allowed_countries),
+            (
+                "phone_number.disallowed_countries",
+                &pn.disallowed_countries,
+            ),
+        ] {
+            for c in list {
+                if crate::phone::region_id(c).is_none() || c.len() != 2 || c.to_uppercase() != *c {
+                    return err(format!(
+                        "{key}: \"{c}\" is not an ISO country code such as \"US\""
+                    ));
+                }
+            }
+        }
+        if pn.allowed_countries.is_empty() {
+            return err("phone_number.allowed_countries: must name at least one country".into());
+        }
+        let mut carrier_types = Vec::new();
+        for t in &pn.allowed_carrier_types {
+            match t.as_str() {
+                "voip" => {
+                    carrier_types.extend(["fixedVoip".to_string(), "nonFixedVoip".to_string()])
+                }
+                t if LINE_TYPES.contains(&t) => carrier_types.push(t.to_string()),
+                t => {
+                    return err(format!(
+                        "phone_number.allowed_carrier_types: \"{t}\" is not one of {} or voip",
+                        LINE_TYPES.join(", ")
+                    ))
+                }
+            }
+        }
+        if carrier_types.is_empty() {
+            return err(
+                "phone_number.allowed_carrier_types: must name at least one line type".into(),
+            );
+        }
+        if self.register_optional && !self.allow_register {
+            return err("register_optional: only meaningful with allow_register = true".into());
+        }
         let mut labels = BTreeMap::new();
         for (m, raw) in self.methods {
             let label = raw.label.trim().to_string();
@@ -318,6 +422,14 @@ impl RawConfig {
             max_attempts: self.max_attempts,
             http_timeout: self.http_timeout,
             default_region: region,
+            allowed_countries: self.phone_number.allowed_countries,
+            disallowed_countries: self.phone_number.disallowed_countries,
+            carrier_lookup: self.phone_number.carrier_lookup,
+            allowed_carrier_types: carrier_types,
+            phones_command,
+            allow_register: self.allow_register,
+            register_optional: self.register_optional,
+            allow_change: self.allow_change,
             phones_file: self.phones.file,
             phones_directory: self.phones.directory,
             labels,
@@ -350,8 +462,8 @@ impl Config {
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| "-".into())
         };
-        format!(
-            "account_sid      {}\nservice_sid      {}\nverify_url       {}\nallowed_methods  {}\nmax_attempts     {} (lockout {} s)\nretry_time       {} s\nremember         {} s\nstate_dir        {}\nhttp_timeout     {} s\nobfuscate        {}\ndefault_region   {}\nphones.file      {}\nphones.directory {}\n",
+        let mut out = format!(
+            "account_sid      {}\nservice_sid      {}\nverify_url       {}\nallowed_methods  {}\nmax_attempts     {} (lockout {} s)\nretry_time       {} s\nremember         {} s\nstate_dir        {}\nhttp_timeout     {} s\nobfuscate        {}\ndefault_region   {}\ncountries        {} (not {})\ncarrier_lookup   {} (allowed: {})\nphones.file      {}\nphones.directory {}\nphones.command   {}\nallow_register   {}\nallow_change     {}\n",
             self.account_sid,
             self.service_sid,
             self.verify_url,
@@ -364,9 +476,38 @@ impl Config {
             self.http_timeout,
             self.obfuscate,
             if self.default_region.is_empty() { "(none: numbers must start with +)" } else { &self.default_region },
+            self.allowed_countries.join(", "),
+            if self.disallowed_countries.is_empty() { "-".into() } else { self.disallowed_countries.join(", ") },
+            self.carrier_lookup,
+            self.allowed_carrier_types.join(", "),
             path(&self.phones_file),
             path(&self.phones_directory),
-        )
+            self.phones_command.as_ref().map(|c| c.join(" ")).unwrap_or_else(|| "-".into()),
+            self.allow_register,
+            self.allow_change,
+        );
+        for note in self.notes() {
+            out.push_str(&format!("note: {note}\n"));
+        }
+        out
+    }
+
+    /// Settings that are valid but deserve the admin's attention.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if self.allow_register && self.phones_directory.is_none() {
+            notes.push(
+                "allow_register is on but no [phones] directory is set, so registration is off: there is nowhere to store numbers".into(),
+            );
+        } else if self.allow_register {
+            notes.push(
+                "allow_register is on: anyone who knows the password of a user without a number can register their own phone as that user's second factor; meant for a rollout period".into(),
+            );
+        }
+        if self.allow_change && self.phones_directory.is_none() {
+            notes.push("allow_change has no effect without a [phones] directory".into());
+        }
+        notes
     }
 }
 

@@ -7,7 +7,7 @@ use crate::conversation::{ConvError, Conversation};
 use crate::events::{EventSink, Level, Record, SystemLog};
 use crate::flow::{self, msg, Env, Login, Outcome};
 use crate::pam_ffi::*;
-use crate::phone::Sources;
+use crate::phone_book::Sources;
 use crate::state::StateDir;
 use crate::twilio_client::TwilioClient;
 use crate::users::SystemUsers;
@@ -150,6 +150,7 @@ fn authenticate(pamh: &Pam, flags: PamFlags, args: &[String]) -> PamError {
         conv: &mut conv,
         api: &api,
         phones: &phones,
+        lookup: &api,
         users: &SystemUsers,
         events: &events,
         clock: &SystemClock,
@@ -173,6 +174,7 @@ fn pam_code(o: Outcome) -> PamError {
         Outcome::ServiceErr => PamError::SERVICE_ERR,
         Outcome::UserUnknown => PamError::USER_UNKNOWN,
         Outcome::ConvErr => PamError::CONV_ERR,
+        Outcome::Ignore => PamError::IGNORE,
     }
 }
 

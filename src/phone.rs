@@ -1,16 +1,14 @@
-//! Phone numbers: parsing to E.164, masking for display and logs, and the
-//! sources that say which number belongs to a user.
+//! Phone numbers: parsing to E.164, and masking for display and logs.
 
-use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Read;
-use std::path::{Path, PathBuf};
 
 /// A number that parsed and is valid, kept in E.164 form.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PhoneNumber {
     e164: String,
     national: String,
+    /// ISO region ("US", "GB"), when the number belongs to one.
+    region: Option<String>,
 }
 
 // Full numbers must not leak through `{:?}` into a log line.
@@ -66,7 +64,13 @@ impl PhoneNumber {
         Ok(PhoneNumber {
             e164: n.format().mode(phonenumber::Mode::E164).to_string(),
             national: n.format().mode(phonenumber::Mode::National).to_string(),
+            region: n.country().id().map(|id| id.as_ref().to_string()),
         })
+    }
+
+    /// The ISO region the number belongs to, from the number itself.
+    pub fn region(&self) -> Option<&str> {
+        self.region.as_deref()
     }
 
     pub fn e164(&self) -> &str {
@@ -136,131 +140,6 @@ fn country_code_len(e164: &str) -> usize {
         .unwrap_or(1)
 }
 
-/// Where a user's number comes from. `Ok(None)`: this source has no number for them.
-pub trait PhoneSource {
-    fn lookup(&self, user: &str) -> Result<Option<String>, SourceError>;
-}
-
-/// A source that exists but cannot be used: our setup is broken.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceError(pub String);
-
-impl fmt::Display for SourceError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// Largest phone file we read; anything bigger is not a phone number.
-const MAX_PHONE_FILE: u64 = 1024;
-/// Largest users.toml we read.
-const MAX_USERS_FILE: u64 = 4 * 1024 * 1024;
-
-/// `[phones] file`: a read-only TOML table `[users]` of user name → number.
-pub struct UsersFile {
-    pub path: PathBuf,
-}
-
-impl PhoneSource for UsersFile {
-    fn lookup(&self, user: &str) -> Result<Option<String>, SourceError> {
-        let shown = self.path.display();
-        let text = read_limited(&self.path, MAX_USERS_FILE)
-            .map_err(|e| SourceError(format!("phones.file {shown}: {e}")))?;
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct UsersToml {
-            #[serde(default)]
-            users: BTreeMap<String, String>,
-        }
-        let parsed: UsersToml = toml::from_str(&text)
-            .map_err(|e| SourceError(format!("phones.file {shown}: {}", e.message().trim())))?;
-        Ok(parsed.users.get(user).cloned())
-    }
-}
-
-/// `[phones] directory`: one file per user, named after the user.
-pub struct PhoneDirectory {
-    pub path: PathBuf,
-}
-
-impl PhoneSource for PhoneDirectory {
-    fn lookup(&self, user: &str) -> Result<Option<String>, SourceError> {
-        // A name that could leave the directory has no file in it.
-        if !is_safe_file_name(user) {
-            return Ok(None);
-        }
-        let file = self.path.join(user);
-        match read_limited(&file, MAX_PHONE_FILE) {
-            Ok(text) => Ok(Some(text.trim().to_string())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(SourceError(format!(
-                "phones.directory {}: {e}",
-                file.display()
-            ))),
-        }
-    }
-}
-
-/// The configured sources, asked in order; the first number found wins.
-pub struct Sources(pub Vec<Box<dyn PhoneSource>>);
-
-impl PhoneSource for Sources {
-    fn lookup(&self, user: &str) -> Result<Option<String>, SourceError> {
-        for s in &self.0 {
-            if let Some(n) = s.lookup(user)? {
-                return Ok(Some(n));
-            }
-        }
-        Ok(None)
-    }
-}
-
-impl Sources {
-    pub fn from_config(c: &crate::config::Config) -> Sources {
-        let mut v: Vec<Box<dyn PhoneSource>> = Vec::new();
-        if let Some(p) = &c.phones_file {
-            v.push(Box::new(UsersFile { path: p.clone() }));
-        }
-        if let Some(p) = &c.phones_directory {
-            v.push(Box::new(PhoneDirectory { path: p.clone() }));
-        }
-        Sources(v)
-    }
-}
-
-/// True for names that are a single plain path component.
-pub fn is_safe_file_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 256
-        && name != "."
-        && name != ".."
-        && !name.starts_with('.')
-        && !name.contains('/')
-        && !name.chars().any(|c| c.is_control())
-}
-
-/// Reads a regular file, refusing symlink tricks on the last component and
-/// anything larger than `limit`.
-fn read_limited(path: &Path, limit: u64) -> std::io::Result<String> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)?;
-    let md = f.metadata()?;
-    if !md.is_file() {
-        return Err(std::io::Error::other("is not a regular file"));
-    }
-    if md.len() > limit {
-        return Err(std::io::Error::other(format!(
-            "is larger than {limit} bytes"
-        )));
-    }
-    let mut s = String::new();
-    f.take(limit).read_to_string(&mut s)?;
-    Ok(s)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,16 +152,18 @@ mod tests {
         assert_eq!(n.masked_national(), "(XXX) XXX-2671");
         assert_eq!(n.masked_e164(), "+1******2671");
         assert_eq!(n.display(false), "(201) 555-2671");
+        assert_eq!(n.region(), Some("US"));
         assert!(!format!("{n:?}").contains("555"));
     }
 
     #[test]
     fn foreign_number_keeps_country_code_in_log_mask() {
-        let n = PhoneNumber::parse("+44 7911 123456", "US").unwrap();
-        assert_eq!(n.e164(), "+447911123456");
-        assert_eq!(n.masked_e164(), "+44******3456");
-        assert!(n.masked_national().ends_with("3456"));
-        assert!(!n.masked_national().contains("7911"));
+        let n = PhoneNumber::parse("+44 20 7946 0018", "US").unwrap();
+        assert_eq!(n.e164(), "+442079460018");
+        assert_eq!(n.region(), Some("GB"));
+        assert_eq!(n.masked_e164(), "+44******0018");
+        assert!(n.masked_national().ends_with("0018"));
+        assert!(!n.masked_national().contains("7946"));
     }
 
     #[test]
@@ -301,41 +182,5 @@ mod tests {
             PhoneNumber::parse("2015552671", ""),
             Err(ParseError::NeedsCountryCode)
         );
-    }
-
-    #[test]
-    fn directory_source_never_leaves_its_directory() {
-        let dir = std::env::temp_dir().join(format!("t2fa-phones-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("sub")).unwrap();
-        std::fs::write(dir.join("alice"), "+12015552671\n").unwrap();
-        let src = PhoneDirectory {
-            path: dir.join("sub"),
-        };
-        for name in ["../alice", "..", ".", "", "a/b", "a\nb"] {
-            assert_eq!(src.lookup(name), Ok(None), "{name:?}");
-        }
-        let src = PhoneDirectory { path: dir.clone() };
-        assert_eq!(src.lookup("alice"), Ok(Some("+12015552671".into())));
-        assert_eq!(src.lookup("bob"), Ok(None));
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn first_source_wins() {
-        let dir = std::env::temp_dir().join(format!("t2fa-src-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("users.toml");
-        std::fs::write(&file, "[users]\nalice = \"+12015550001\"\n").unwrap();
-        std::fs::write(dir.join("alice"), "+12015550002").unwrap();
-        std::fs::write(dir.join("bob"), "+12015550003").unwrap();
-        let s = Sources(vec![
-            Box::new(UsersFile { path: file.clone() }),
-            Box::new(PhoneDirectory { path: dir.clone() }),
-        ]);
-        assert_eq!(s.lookup("alice").unwrap().as_deref(), Some("+12015550001"));
-        assert_eq!(s.lookup("bob").unwrap().as_deref(), Some("+12015550003"));
-        std::fs::write(&file, "[users\n").unwrap();
-        assert!(s.lookup("alice").is_err());
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

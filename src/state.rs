@@ -162,7 +162,7 @@ impl StateDir {
             }
             Err(e) => return Err(StateError::Unsafe(format!("{}: {e}", self.path.display()))),
         }
-        check_dir_safety(&self.path).map_err(StateError::Unsafe)
+        check_dir_safety(&self.path, 0o077).map_err(StateError::Unsafe)
     }
 
     /// The file for `user`: a name that cannot leave the directory or
@@ -313,7 +313,10 @@ fn owner_ok(uid: u32) -> bool {
 /// The directory and every parent must belong to root (or us) and must not
 /// be writable by group or others (OpenSSH StrictModes rules; no exception
 /// for sticky directories such as /tmp).
-fn check_dir_safety(path: &Path) -> Result<(), String> {
+///
+/// `forbidden` are the directory's own mode bits that must be clear (0o077
+/// for the state directory: mode 0700).
+pub(crate) fn check_dir_safety(path: &Path, forbidden: u32) -> Result<(), String> {
     let md = std::fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if !md.is_dir() {
         return Err(format!("{} is not a directory", path.display()));
@@ -325,9 +328,9 @@ fn check_dir_safety(path: &Path) -> Result<(), String> {
             md.uid()
         ));
     }
-    if md.mode() & 0o077 != 0 {
+    if md.mode() & forbidden != 0 {
         return Err(format!(
-            "{} has mode {:04o}, must be 0700",
+            "{} has mode {:04o}, which lets others in (run chmod 700)",
             path.display(),
             md.mode() & 0o7777
         ));

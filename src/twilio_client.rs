@@ -3,6 +3,7 @@
 
 use crate::config::Config;
 use crate::method::Method;
+use crate::number_policy::{LineInfo, LineTypeLookup};
 use crate::verify::{ApiError, CheckResult, Verification, VerifyApi};
 use base64::Engine;
 use serde::Deserialize;
@@ -14,6 +15,7 @@ const MAX_BODY: u64 = 64 * 1024;
 pub struct TwilioClient {
     agent: ureq::Agent,
     base: String,
+    lookup_base: String,
     auth_header: String,
 }
 
@@ -47,6 +49,7 @@ impl TwilioClient {
         TwilioClient {
             agent: agent(cfg.http_timeout),
             base: format!("{}/v2/Services/{}", cfg.verify_url, cfg.service_sid),
+            lookup_base: format!("{}/v2/PhoneNumbers", cfg.lookup_url),
             auth_header: basic_auth(&cfg.account_sid, cfg.auth_token.expose()),
         }
     }
@@ -59,6 +62,23 @@ impl TwilioClient {
             .header("Authorization", &self.auth_header)
             .header("Accept", "application/json")
             .send_form(form.iter().copied());
+        self.answer(result)
+    }
+
+    fn get(&self, url: &str) -> Result<serde_json::Value, ApiError> {
+        let result = self
+            .agent
+            .get(url)
+            .header("Authorization", &self.auth_header)
+            .header("Accept", "application/json")
+            .call();
+        self.answer(result)
+    }
+
+    fn answer(
+        &self,
+        result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<serde_json::Value, ApiError> {
         let mut resp = result.map_err(|e| ApiError::Unavailable(describe(&e)))?;
         let status = resp.status().as_u16();
         let body = resp
@@ -152,6 +172,29 @@ fn is_verification_sid(s: &str) -> bool {
 
 fn field<'j>(j: &'j serde_json::Value, key: &str) -> Option<&'j str> {
     j.get(key).and_then(|v| v.as_str())
+}
+
+impl LineTypeLookup for TwilioClient {
+    /// Lookups v2 `GET /v2/PhoneNumbers/{E164}?Fields=line_type_intelligence`.
+    fn line_info(&self, e164: &str) -> Result<LineInfo, ApiError> {
+        // Only E.164 goes into the path: "+" and digits, "+" percent-encoded.
+        if !e164.starts_with('+') || !e164[1..].bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ApiError::Unavailable("not an E.164 number".into()));
+        }
+        let url = format!(
+            "{}/%2B{}?Fields=line_type_intelligence",
+            self.lookup_base,
+            &e164[1..]
+        );
+        let j = self.get(&url)?;
+        let valid = j.get("valid").and_then(|v| v.as_bool()).unwrap_or(false);
+        let line_type = j
+            .get("line_type_intelligence")
+            .and_then(|l| l.get("type"))
+            .and_then(|t| t.as_str())
+            .map(String::from);
+        Ok(LineInfo { valid, line_type })
+    }
 }
 
 impl VerifyApi for TwilioClient {

@@ -317,7 +317,7 @@ fn user_without_number_is_auth_err_and_nothing_sent() {
     r.assert_rc(PAM_AUTH_ERR);
     assert_eq!(
         r.errors(),
-        vec!["No phone number is registered for two-factor authentication."]
+        vec!["No phone number is registered for two-factor authentication. Contact your administrator."]
     );
     assert!(s.sim.received().is_empty());
 }

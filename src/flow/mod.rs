@@ -13,7 +13,9 @@ use crate::config::Config;
 use crate::conversation::{ConvError, Conversation};
 use crate::events::{EventSink, Level, Record};
 use crate::method::Method;
-use crate::phone::{ParseError, PhoneNumber, PhoneSource};
+use crate::number_policy::{check_new_number, check_number, LineTypeLookup, Rejection};
+use crate::phone::PhoneNumber;
+use crate::phone_book::{Found, PhoneBook};
 use crate::state::{PendingSend, StateError, StateStore, UserState};
 use crate::users::UserDb;
 use crate::verify::{codes, ApiError, CheckResult, VerifyApi};
@@ -33,6 +35,8 @@ pub enum Outcome {
     AuthInfoUnavail,
     /// Our own setup is broken (config, credentials, service SID, sources, state).
     ServiceErr,
+    /// The user skipped optional registration: the rest of the stack decides.
+    Ignore,
     UserUnknown,
     ConvErr,
 }
@@ -64,7 +68,9 @@ impl Login<'_> {
 pub struct Env<'a> {
     pub conv: &'a mut dyn Conversation,
     pub api: &'a dyn VerifyApi,
-    pub phones: &'a dyn PhoneSource,
+    pub phones: &'a dyn PhoneBook,
+    /// Twilio Lookup, for numbers being registered or changed.
+    pub lookup: &'a dyn LineTypeLookup,
     pub users: &'a dyn UserDb,
     pub events: &'a dyn EventSink,
     pub clock: &'a dyn Clock,
@@ -73,7 +79,8 @@ pub struct Env<'a> {
 
 /// Texts the user sees; tests assert on them.
 pub mod msg {
-    pub const NO_PHONE: &str = "No phone number is registered for two-factor authentication.";
+    pub const NO_PHONE: &str =
+        "No phone number is registered for two-factor authentication. Contact your administrator.";
     pub const BAD_PHONE: &str =
         "The phone number on file for two-factor authentication is not valid. Contact your administrator.";
     pub const UNAVAILABLE: &str = "Two-factor authentication is unavailable right now.";
@@ -134,6 +141,15 @@ impl From<ConvError> for Outcome {
     }
 }
 
+/// What the user picked before a code is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Choice {
+    /// Log in with a code by this method.
+    Send(Method),
+    /// Prove the current number by this method, then change it.
+    Change(Method),
+}
+
 /// What happened under the lock in `send_locked`.
 enum SendResult {
     NotRun,
@@ -188,13 +204,223 @@ impl<'a, 'b> Flow<'a, 'b> {
                 return self.skip_remembered(&origin);
             }
         }
-        let phone = self.phone_number()?;
-        let method = match reusable(&st, &phone, now, self.cfg.retry_time) {
-            Some(p) => p.method,
+        let Some(found) = self.find_number()? else {
+            return self.register();
+        };
+        let phone = self.stored_number(&found)?;
+        let changeable = self.cfg.allow_change && found.changeable && self.env.phones.can_store();
+        let choice = match reusable(&st, &phone, now, self.cfg.retry_time) {
+            Some(p) => Choice::Send(p.method),
+            None => self.choose(&phone, changeable)?,
+        };
+        let (Choice::Send(method) | Choice::Change(method)) = choice;
+        let (mut pending, reused) = self.send_locked(&phone, method, None)?;
+        let outcome = self.verify_loop(&phone, &mut pending, reused)?;
+        match choice {
+            Choice::Change(_) if outcome == Outcome::Success => {
+                self.enrol(Some(method), Some(&phone))
+            }
+            _ => Ok(outcome),
+        }
+    }
+
+    fn find_number(&mut self) -> Step<Option<Found>> {
+        match self.env.phones.find(self.login.user) {
+            Ok(found) => Ok(found),
+            Err(e) => {
+                self.admin_error(format!(
+                    "cannot read phone numbers: {e}; fix the [phones] source"
+                ));
+                self.error(msg::SETUP_ERROR)?;
+                Err(Outcome::ServiceErr)
+            }
+        }
+    }
+
+    /// No number on file: register one if allowed, else deny.
+    fn register(&mut self) -> Step<Outcome> {
+        let user = self.login.user;
+        if !(self.cfg.allow_register && self.env.phones.can_store()) {
+            self.log(
+                Record::event("verification_failed")
+                    .with("user", user)
+                    .with("reason", "no_phone_number"),
+            );
+            self.error(msg::NO_PHONE)?;
+            return Ok(Outcome::AuthErr);
+        }
+        self.enrol(None, None)
+    }
+
+    /// Asks for a new number, verifies it like a login, and only then stores
+    /// it. `old`: the number being replaced (already verified in this login),
+    /// whose method is used again; without one the user picks a method.
+    fn enrol(&mut self, method: Option<Method>, old: Option<&PhoneNumber>) -> Step<Outcome> {
+        let optional = old.is_none() && self.cfg.register_optional;
+        let Some(new) = self.ask_new_number(optional, old)? else {
+            self.log(
+                Record::event("registration_skipped")
+                    .with("user", self.login.user)
+                    .with("service", self.login.service),
+            );
+            return Ok(Outcome::Ignore);
+        };
+        let method = match method {
+            Some(m) => m,
             None => self.choose_method()?,
         };
-        let (mut pending, reused) = self.send_locked(&phone, method, None)?;
-        self.verify_loop(&phone, &mut pending, reused)
+        let (mut pending, reused) = self.send_locked(&new, method, None)?;
+        let outcome = self.verify_loop(&new, &mut pending, reused)?;
+        if outcome != Outcome::Success {
+            return Ok(outcome);
+        }
+        if let Err(e) = self.env.phones.store(self.login.user, new.e164()) {
+            self.admin_error(format!("verified a new number but cannot store it: {e}"));
+            self.error(msg::SETUP_ERROR)?;
+            return Err(Outcome::ServiceErr);
+        }
+        let r = match old {
+            None => Record::event("registered"),
+            Some(o) => Record::event("phone_changed").with("old", o.masked_e164()),
+        };
+        self.log(
+            r.with("user", self.login.user)
+                .with("to", new.masked_e164())
+                .with("service", self.login.service),
+        );
+        Ok(Outcome::Success)
+    }
+
+    /// `Ok(None)`: the user typed `skip` (only when `optional`).
+    fn ask_new_number(
+        &mut self,
+        optional: bool,
+        old: Option<&PhoneNumber>,
+    ) -> Step<Option<PhoneNumber>> {
+        let prompt = match (old, optional) {
+            (Some(_), _) => "Enter your new mobile phone number: ",
+            (None, true) => {
+                "Enter your mobile phone number for two-factor authentication (or type skip): "
+            }
+            (None, false) => "Enter your mobile phone number for two-factor authentication: ",
+        };
+        for ask in 1..=MENU_ASKS {
+            let answer = self.env.conv.prompt_echo_on(prompt)?;
+            let answer = answer.trim();
+            if optional && answer.eq_ignore_ascii_case("skip") {
+                return Ok(None);
+            }
+            let text = match check_new_number(answer, self.cfg, self.env.lookup, true) {
+                Ok(n) if old.is_some_and(|o| o.e164() == n.e164()) => {
+                    "That is the number already on file.".to_string()
+                }
+                Ok(n) => return Ok(Some(n)),
+                Err(r @ Rejection::LookupUnavailable(_)) => {
+                    if let Rejection::LookupUnavailable(why) = &r {
+                        self.admin_error(format!("carrier lookup failed: {why}"));
+                    }
+                    // Fail closed: no unchecked number is ever stored.
+                    self.error(&r.message())?;
+                    return Err(Outcome::AuthErr);
+                }
+                Err(r) => r.message(),
+            };
+            if ask < MENU_ASKS {
+                self.error(&text)?;
+            } else {
+                self.error(&format!("{text} {}", msg::TOO_MANY_INVALID))?;
+            }
+        }
+        self.log(
+            Record::event("verification_failed")
+                .with("user", self.login.user)
+                .with("reason", "no_valid_number_entered"),
+        );
+        Err(Outcome::AuthErr)
+    }
+
+    /// A number from a source must still pass the country policy.
+    fn stored_number(&mut self, found: &Found) -> Step<PhoneNumber> {
+        match check_number(&found.number, self.cfg) {
+            Ok(n) => Ok(n),
+            Err(r) => {
+                self.log(
+                    Record::message(
+                        Level::Error,
+                        format!(
+                            "the number on file for this user (from the {} source) is refused: {}",
+                            found.source,
+                            r.message()
+                        ),
+                    )
+                    .with("user", self.login.user),
+                );
+                let text = match r {
+                    Rejection::Country(_) => format!("{} Contact your administrator.", r.message()),
+                    _ => msg::BAD_PHONE.to_string(),
+                };
+                self.error(&text)?;
+                Err(Outcome::AuthErr)
+            }
+        }
+    }
+
+    /// With several methods, the menu; with one, a confirmation when a
+    /// change of number is on offer. Either may choose "change".
+    fn choose(&mut self, phone: &PhoneNumber, changeable: bool) -> Step<Choice> {
+        let methods = self.cfg.allowed_methods.clone();
+        if !changeable {
+            return self.choose_method().map(Choice::Send);
+        }
+        if let [only] = methods.as_slice() {
+            let prompt = format!(
+                "Press Enter to get a code by {} to {}, or type change to change your phone number: ",
+                self.cfg.label(*only),
+                phone.display(self.cfg.obfuscate)
+            );
+            for ask in 1..=MENU_ASKS {
+                let answer = self.env.conv.prompt_echo_on(&prompt)?;
+                match answer.trim().to_lowercase().as_str() {
+                    "" => return Ok(Choice::Send(*only)),
+                    "change" | "c" => return Ok(Choice::Change(*only)),
+                    _ if ask < MENU_ASKS => self.error("Press Enter, or type change.")?,
+                    _ => {}
+                }
+            }
+            self.error(msg::TOO_MANY_INVALID)?;
+            return Err(Outcome::AuthErr);
+        }
+        let change = methods.len() + 1;
+        let menu = format!(
+            "{}  {change}. change phone number\nEnter 1-{change}: ",
+            self.menu_lines(&methods)
+        );
+        for ask in 1..=MENU_ASKS {
+            let answer = self.env.conv.prompt_echo_on(&menu)?;
+            let a = answer.trim().to_lowercase();
+            if a == change.to_string() || a == "change" || a == "change phone number" {
+                // Which method proves the CURRENT number.
+                return self.choose_method().map(Choice::Change);
+            }
+            if let Some(m) = parse_menu_answer(&a, &methods, self.cfg) {
+                return Ok(Choice::Send(m));
+            }
+            if ask < MENU_ASKS {
+                self.error(&format!(
+                    "Please enter a number from 1 to {change} or a method name."
+                ))?;
+            }
+        }
+        self.error(msg::TOO_MANY_INVALID)?;
+        Err(Outcome::AuthErr)
+    }
+
+    fn menu_lines(&self, methods: &[Method]) -> String {
+        let mut menu = String::from("Choose how to receive your code:\n");
+        for (i, m) in methods.iter().enumerate() {
+            menu.push_str(&format!("  {}. {}\n", i + 1, self.cfg.label(*m)));
+        }
+        menu
     }
 
     fn skip_remembered(&mut self, origin: &str) -> Step<Outcome> {
@@ -212,61 +438,12 @@ impl<'a, 'b> Flow<'a, 'b> {
         Ok(Outcome::Success)
     }
 
-    fn phone_number(&mut self) -> Step<PhoneNumber> {
-        let user = self.login.user;
-        let raw = match self.env.phones.lookup(user) {
-            Ok(Some(raw)) => raw,
-            Ok(None) => {
-                self.log(
-                    Record::event("verification_failed")
-                        .with("user", user)
-                        .with("reason", "no_phone_number"),
-                );
-                self.error(msg::NO_PHONE)?;
-                return Err(Outcome::AuthErr);
-            }
-            Err(e) => {
-                self.admin_error(format!(
-                    "cannot read phone numbers: {e}; fix the [phones] source"
-                ));
-                self.error(msg::SETUP_ERROR)?;
-                return Err(Outcome::ServiceErr);
-            }
-        };
-        match PhoneNumber::parse(&raw, &self.cfg.default_region) {
-            Ok(n) => Ok(n),
-            Err(e) => {
-                let why = match e {
-                    ParseError::Invalid => "is not a valid phone number",
-                    ParseError::NeedsCountryCode => {
-                        "has no +country code and default_region is empty"
-                    }
-                };
-                self.log(
-                    Record::message(
-                        Level::Error,
-                        format!(
-                            "the number on file for this user {why}; fix it in the [phones] source"
-                        ),
-                    )
-                    .with("user", user),
-                );
-                self.error(msg::BAD_PHONE)?;
-                Err(Outcome::AuthErr)
-            }
-        }
-    }
-
     fn choose_method(&mut self) -> Step<Method> {
         let methods = self.cfg.allowed_methods.clone();
         if methods.len() == 1 {
             return Ok(methods[0]);
         }
-        let mut menu = String::from("Choose how to receive your code:\n");
-        for (i, m) in methods.iter().enumerate() {
-            menu.push_str(&format!("  {}. {}\n", i + 1, self.cfg.label(*m)));
-        }
-        menu.push_str(&format!("Enter 1-{}: ", methods.len()));
+        let menu = format!("{}Enter 1-{}: ", self.menu_lines(&methods), methods.len());
         for ask in 1..=MENU_ASKS {
             let answer = self.env.conv.prompt_echo_on(&menu)?;
             if let Some(m) = parse_menu_answer(&answer, &methods, self.cfg) {

@@ -2,7 +2,8 @@
 
 use super::*;
 use crate::events::MemoryLog;
-use crate::phone::SourceError;
+use crate::number_policy::LineInfo;
+use crate::phone_book::SourceError;
 use crate::state::{MemoryStore, StateError};
 use crate::verify::Verification;
 use std::cell::{Cell, RefCell};
@@ -89,6 +90,19 @@ struct FakeApi {
     send_errors: RefCell<VecDeque<ApiError>>,
     check_errors: RefCell<VecDeque<ApiError>>,
     sends: Cell<u32>,
+    /// What Lookup says; None means "mobile".
+    line_info: RefCell<Option<Result<LineInfo, ApiError>>>,
+    lookups: Cell<u32>,
+}
+
+impl LineTypeLookup for FakeApi {
+    fn line_info(&self, _: &str) -> Result<LineInfo, ApiError> {
+        self.lookups.set(self.lookups.get() + 1);
+        self.line_info.borrow().clone().unwrap_or(Ok(LineInfo {
+            valid: true,
+            line_type: Some("mobile".into()),
+        }))
+    }
 }
 
 impl FakeApi {
@@ -136,10 +150,50 @@ impl VerifyApi for FakeApi {
     }
 }
 
-struct FakePhones(Result<Option<String>, SourceError>);
-impl PhoneSource for FakePhones {
-    fn lookup(&self, _: &str) -> Result<Option<String>, SourceError> {
-        self.0.clone()
+/// A phone book with one user's entry; `store` replaces it.
+struct FakePhones {
+    found: RefCell<Result<Option<String>, SourceError>>,
+    changeable: bool,
+    can_store: bool,
+    stored: RefCell<Vec<String>>,
+}
+
+impl FakePhones {
+    /// A read-only source (no change offered, no registration).
+    fn new(r: Result<Option<String>, SourceError>) -> Self {
+        FakePhones {
+            found: RefCell::new(r),
+            changeable: false,
+            can_store: false,
+            stored: RefCell::new(vec![]),
+        }
+    }
+
+    /// A `[phones] directory`: changeable and writable.
+    fn directory(number: Option<&str>) -> Self {
+        FakePhones {
+            changeable: true,
+            can_store: true,
+            ..FakePhones::new(Ok(number.map(String::from)))
+        }
+    }
+}
+
+impl PhoneBook for FakePhones {
+    fn find(&self, _: &str) -> Result<Option<Found>, SourceError> {
+        Ok(self.found.borrow().clone()?.map(|number| Found {
+            number,
+            changeable: self.changeable,
+            source: "directory",
+        }))
+    }
+    fn can_store(&self) -> bool {
+        self.can_store
+    }
+    fn store(&self, _: &str, e164: &str) -> Result<(), SourceError> {
+        self.stored.borrow_mut().push(e164.to_string());
+        *self.found.borrow_mut() = Ok(Some(e164.to_string()));
+        Ok(())
     }
 }
 
@@ -220,7 +274,7 @@ fn run_with(
 ) -> Run {
     let mut conv = ScriptedConv::new(answers);
     let log = MemoryLog::default();
-    let phones = FakePhones(phone);
+    let phones = FakePhones::new(phone);
     let clock = FakeClock(Cell::new(1_000_000));
     let store = MemoryStore::default();
     let login = Login {
@@ -530,7 +584,7 @@ fn timed_run(extra: &str, answers: &[&str], steps: &[u64]) -> (Outcome, Scripted
     };
     let api = FakeApi::default();
     let log = MemoryLog::default();
-    let phones = FakePhones(Ok(Some(ALICE_PHONE.into())));
+    let phones = FakePhones::new(Ok(Some(ALICE_PHONE.into())));
     let login = Login {
         user: "alice",
         rhost: None,
@@ -703,7 +757,7 @@ fn code_normalisation() {
 /// What a login talks to, besides the conversation.
 struct Deps<'a> {
     api: &'a FakeApi,
-    phones: &'a dyn PhoneSource,
+    phones: &'a dyn PhoneBook,
     store: &'a dyn StateStore,
     clock: &'a FakeClock,
     log: &'a MemoryLog,
@@ -715,6 +769,7 @@ impl Deps<'_> {
             conv,
             api: self.api,
             phones: self.phones,
+            lookup: self.api,
             users: &FakeUsers,
             events: self.log,
             clock: self.clock,
@@ -727,6 +782,7 @@ impl Deps<'_> {
 /// Several logins against one Twilio, one state store and one clock.
 struct World {
     cfg: Config,
+    phones: FakePhones,
     api: FakeApi,
     store: MemoryStore,
     clock: FakeClock,
@@ -735,8 +791,13 @@ struct World {
 
 impl World {
     fn new(extra: &str) -> World {
+        World::with_phones(extra, FakePhones::new(Ok(Some(ALICE_PHONE.into()))))
+    }
+
+    fn with_phones(extra: &str, phones: FakePhones) -> World {
         World {
             cfg: config(extra),
+            phones,
             api: FakeApi::default(),
             store: MemoryStore::default(),
             clock: FakeClock(Cell::new(1_000_000)),
@@ -746,7 +807,6 @@ impl World {
 
     fn login_from(&self, rhost: &str, answers: &[&str]) -> (Outcome, ScriptedConv) {
         let mut conv = ScriptedConv::new(answers);
-        let phones = FakePhones(Ok(Some(ALICE_PHONE.into())));
         let login = Login {
             user: "alice",
             rhost: Some(rhost),
@@ -756,7 +816,7 @@ impl World {
         };
         let deps = Deps {
             api: &self.api,
-            phones: &phones,
+            phones: &self.phones,
             store: &self.store,
             clock: &self.clock,
             log: &self.log,
@@ -946,7 +1006,7 @@ fn run_with_store(store: &dyn StateStore) -> (Outcome, ScriptedConv, FakeApi) {
     let cfg = config(SMS_ONLY);
     let mut conv = ScriptedConv::new(&["123456"]);
     let api = FakeApi::default();
-    let phones = FakePhones(Ok(Some(ALICE_PHONE.into())));
+    let phones = FakePhones::new(Ok(Some(ALICE_PHONE.into())));
     let clock = FakeClock(Cell::new(5));
     let log = MemoryLog::default();
     let login = Login {
@@ -983,4 +1043,244 @@ fn state_problems_fail_closed_without_sending() {
         "never AUTHINFO_UNAVAIL, which a stack may ignore"
     );
     assert_eq!(conv.errors(), vec![msg::BUSY]);
+}
+
+const NEW_PHONE: &str = "(201) 555-0177";
+const REGISTER: &str = "allow_register = true\nallowed_methods = [\"sms\"]\n";
+
+impl World {
+    fn sent_to(&self) -> Vec<String> {
+        self.api
+            .calls()
+            .iter()
+            .filter_map(|c| match c {
+                Call::Send(to, ..) => Some(to.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+    fn events(&self, name: &str) -> Vec<Record> {
+        self.log
+            .0
+            .borrow()
+            .iter()
+            .filter(|r| r.get("event") == Some(name))
+            .cloned()
+            .collect()
+    }
+}
+
+#[test]
+fn no_number_without_registration_is_auth_err() {
+    let w = World::with_phones("allow_register = false\n", FakePhones::directory(None));
+    let (o, conv) = w.login(&["123456"]);
+    assert_eq!(o, Outcome::AuthErr);
+    assert_eq!(conv.errors(), vec![msg::NO_PHONE]);
+    // Registration on, but nowhere to store numbers: still off.
+    let w = World::with_phones(REGISTER, FakePhones::new(Ok(None)));
+    assert_eq!(w.login(&[NEW_PHONE, "123456"]).0, Outcome::AuthErr);
+    assert!(w.api.calls().is_empty());
+}
+
+#[test]
+fn registration_stores_the_number_only_after_the_code() {
+    let w = World::with_phones(REGISTER, FakePhones::directory(None));
+    let (o, conv) = w.login(&[NEW_PHONE, "123456"]);
+    assert_eq!(o, Outcome::Success);
+    assert_eq!(
+        conv.prompts(),
+        vec![
+            "Enter your mobile phone number for two-factor authentication: ",
+            "Code sent by text message to (XXX) XXX-0177. Enter code: ",
+        ]
+    );
+    assert_eq!(w.sent_to(), vec!["+12015550177"]);
+    assert_eq!(*w.phones.stored.borrow(), vec!["+12015550177"]);
+    assert_eq!(w.api.lookups.get(), 1, "the new number was looked up");
+    let reg = w.events("registered");
+    assert_eq!(reg.len(), 1);
+    assert_eq!(reg[0].get("to"), Some("+1******0177"));
+}
+
+#[test]
+fn registration_with_wrong_codes_stores_nothing() {
+    let w = World::with_phones(REGISTER, FakePhones::directory(None));
+    let (o, _) = w.login(&[
+        NEW_PHONE, "1", "000001", "000002", "000003", "000004", "000005",
+    ]);
+    assert_eq!(o, Outcome::MaxTries);
+    assert!(w.phones.stored.borrow().is_empty());
+    assert!(w.events("registered").is_empty());
+}
+
+#[test]
+fn optional_registration_can_be_skipped() {
+    let w = World::with_phones(
+        &format!("{REGISTER}register_optional = true\n"),
+        FakePhones::directory(None),
+    );
+    let (o, conv) = w.login(&["skip"]);
+    assert_eq!(o, Outcome::Ignore);
+    assert_eq!(
+        conv.prompts(),
+        vec!["Enter your mobile phone number for two-factor authentication (or type skip): "]
+    );
+    assert_eq!(w.events("registration_skipped").len(), 1);
+    assert!(w.api.calls().is_empty());
+    // Without register_optional, "skip" is just not a number.
+    let w = World::with_phones(REGISTER, FakePhones::directory(None));
+    assert_eq!(w.login(&["skip", "skip", "skip"]).0, Outcome::AuthErr);
+}
+
+#[test]
+fn entered_numbers_are_checked_and_explained() {
+    let w = World::with_phones(REGISTER, FakePhones::directory(None));
+    let (o, conv) = w.login(&["+44 20 7946 0018", "hello", NEW_PHONE, "123456"]);
+    assert_eq!(o, Outcome::Success);
+    assert_eq!(
+        conv.errors(),
+        vec![
+            "Numbers from GB are not allowed.",
+            "That does not look like a phone number."
+        ]
+    );
+    let w = World::with_phones(REGISTER, FakePhones::directory(None));
+    *w.api.line_info.borrow_mut() = Some(Ok(LineInfo {
+        valid: true,
+        line_type: Some("landline".into()),
+    }));
+    let (o, conv) = w.login(&[NEW_PHONE, NEW_PHONE, NEW_PHONE]);
+    assert_eq!(o, Outcome::AuthErr);
+    assert_eq!(
+        conv.errors()[0],
+        "Landline numbers cannot receive codes; use a mobile number."
+    );
+    assert!(w.api.calls().is_empty(), "no code sent to a refused number");
+}
+
+#[test]
+fn lookup_failure_fails_closed() {
+    let w = World::with_phones(REGISTER, FakePhones::directory(None));
+    *w.api.line_info.borrow_mut() = Some(Err(ApiError::Unavailable("timeout".into())));
+    let (o, conv) = w.login(&[NEW_PHONE, "123456"]);
+    assert_eq!(o, Outcome::AuthErr);
+    assert_eq!(
+        conv.errors(),
+        vec!["Unable to check this number right now; try again later."]
+    );
+    assert!(w.api.calls().is_empty());
+    assert!(w.phones.stored.borrow().is_empty());
+}
+
+#[test]
+fn change_verifies_the_old_number_then_the_new_one() {
+    let w = World::with_phones(SMS_ONLY, FakePhones::directory(Some(ALICE_PHONE)));
+    let (o, conv) = w.login(&["change", "123456", "(201) 555-0188", "123456"]);
+    assert_eq!(o, Outcome::Success);
+    assert_eq!(
+        conv.prompts(),
+        vec![
+            "Press Enter to get a code by text message to (XXX) XXX-2671, or type change to change your phone number: ",
+            PROMPT,
+            "Enter your new mobile phone number: ",
+            "Code sent by text message to (XXX) XXX-0188. Enter code: ",
+        ]
+    );
+    assert_eq!(w.sent_to(), vec![ALICE_PHONE, "+12015550188"]);
+    assert_eq!(*w.phones.stored.borrow(), vec!["+12015550188"]);
+    let ev = w.events("phone_changed");
+    assert_eq!(
+        (ev[0].get("old"), ev[0].get("to")),
+        (Some("+1******2671"), Some("+1******0188"))
+    );
+}
+
+#[test]
+fn change_needs_the_old_code_first() {
+    let w = World::with_phones(
+        "allowed_methods = [\"sms\"]\nmax_attempts = 2\n",
+        FakePhones::directory(Some(ALICE_PHONE)),
+    );
+    let (o, conv) = w.login(&["c", "000001", "000002", "(201) 555-0188"]);
+    assert_eq!(o, Outcome::MaxTries);
+    assert!(!conv.prompts().iter().any(|p| p.contains("new mobile")));
+    assert!(w.phones.stored.borrow().is_empty());
+}
+
+#[test]
+fn plain_enter_logs_in_and_same_number_is_refused() {
+    let w = World::with_phones(SMS_ONLY, FakePhones::directory(Some(ALICE_PHONE)));
+    assert_eq!(w.login(&["", "123456"]).0, Outcome::Success);
+    let w = World::with_phones(SMS_ONLY, FakePhones::directory(Some(ALICE_PHONE)));
+    let (_, conv) = w.login(&["change", "123456", "(201) 555-2671"]);
+    assert_eq!(conv.errors(), vec!["That is the number already on file."]);
+}
+
+#[test]
+fn change_in_the_menu_with_several_methods() {
+    let w = World::with_phones("", FakePhones::directory(Some(ALICE_PHONE)));
+    let (o, conv) = w.login(&["4", "2", "123456", "(201) 555-0188", "123456"]);
+    assert_eq!(o, Outcome::Success);
+    assert!(
+        conv.prompts()[0].ends_with("  3. WhatsApp\n  4. change phone number\nEnter 1-4: "),
+        "{:?}",
+        conv.prompts()
+    );
+    assert!(
+        conv.prompts()[1].ends_with("Enter 1-3: "),
+        "then the method for the current number"
+    );
+    let sends: Vec<Method> = w
+        .api
+        .calls()
+        .iter()
+        .filter_map(|c| match c {
+            Call::Send(_, m, _) => Some(*m),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        sends,
+        vec![Method::Call, Method::Call],
+        "the new number gets the same method"
+    );
+    assert_eq!(*w.phones.stored.borrow(), vec!["+12015550188"]);
+}
+
+#[test]
+fn change_is_not_offered_when_disallowed_or_read_only() {
+    let w = World::with_phones(
+        "allowed_methods = [\"sms\"]\nallow_change = false\n",
+        FakePhones::directory(Some(ALICE_PHONE)),
+    );
+    let (o, conv) = w.login(&["123456"]);
+    assert_eq!(o, Outcome::Success);
+    assert_eq!(conv.prompts(), vec![PROMPT]);
+    // "change" typed at the code prompt is just a malformed code.
+    let (_, conv) = World::with_phones(
+        "allowed_methods = [\"sms\"]\nallow_change = false\n",
+        FakePhones::directory(Some(ALICE_PHONE)),
+    )
+    .login(&["change"]);
+    assert_eq!(conv.errors(), vec![msg::BAD_FORMAT]);
+    // A read-only source: the menu has no change entry.
+    let w = World::with_phones("", FakePhones::new(Ok(Some(ALICE_PHONE.into()))));
+    let (_, conv) = w.login(&["4"]);
+    assert!(!conv.prompts()[0].contains("change"));
+}
+
+#[test]
+fn a_stored_number_from_a_refused_country_is_denied() {
+    let w = World::with_phones(
+        SMS_ONLY,
+        FakePhones::new(Ok(Some("+44 20 7946 0018".into()))),
+    );
+    let (o, conv) = w.login(&["123456"]);
+    assert_eq!(o, Outcome::AuthErr);
+    assert_eq!(
+        conv.errors(),
+        vec!["Numbers from GB are not allowed. Contact your administrator."]
+    );
+    assert!(w.api.calls().is_empty());
+    assert_eq!(w.api.lookups.get(), 0, "no lookup on a plain login");
 }

@@ -89,7 +89,8 @@ impl Setup {
         let sim = Simulator::start("127.0.0.1:0", SimConfig::default()).expect("simulator");
         let lab = Lab::new("t2fa-test").expect("lab");
         let module = module_path();
-        lab.write_config(&sim, extra).expect("config");
+        lab.write_config(&sim, &with_test_defaults(extra))
+            .expect("config");
         lab.set_phone(USER, PHONE).expect("phone");
         lab.write_service(SERVICE, &module, "")
             .expect("service file");
@@ -185,10 +186,20 @@ impl Setup {
 
     /// Writes a config made from the usual one (with `extra`) by `f`.
     pub fn rewrite_config(&self, extra: &str, f: impl FnOnce(String) -> String) {
-        let text = f(self.lab.config_text(&self.sim, extra));
+        let text = f(self.lab.config_text(&self.sim, &with_test_defaults(extra)));
         self.lab
             .write_private(&self.lab.config, &text)
             .expect("config");
+    }
+}
+
+/// Tests of other features do not want the "type change" prompt that
+/// `allow_change` (on by default) adds; tests of it set the key themselves.
+fn with_test_defaults(extra: &str) -> String {
+    if extra.contains("allow_change") {
+        extra.to_string()
+    } else {
+        format!("allow_change = false\n{extra}")
     }
 }
 

@@ -1,0 +1,434 @@
+//! Where users' numbers come from, and where registered numbers go.
+//!
+//! Sources are asked in order, the first number found wins: `[phones] file`
+//! (read-only TOML), `directory` (one file per user; the only place numbers
+//! are written), `command` (a program, e.g. an LDAP or SSSD query).
+
+use crate::config::{check_file_safety, Config};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A source that exists but cannot be used: our setup is broken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceError(pub String);
+
+impl fmt::Display for SourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A number on file, and whether the user may change it at login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub number: String,
+    /// Only numbers in the directory can be replaced at login.
+    pub changeable: bool,
+    /// "file", "directory" or "command", for logs and `twilio-2fa user show`.
+    pub source: &'static str,
+}
+
+/// What the flow needs: find a user's number, store a verified one.
+pub trait PhoneBook {
+    fn find(&self, user: &str) -> Result<Option<Found>, SourceError>;
+    /// True when a `[phones] directory` is configured to store numbers in.
+    fn can_store(&self) -> bool;
+    /// Stores an E.164 number for `user`, atomically.
+    fn store(&self, user: &str, e164: &str) -> Result<(), SourceError>;
+}
+
+/// Largest phone file we read; anything bigger is not a phone number.
+const MAX_PHONE_FILE: u64 = 1024;
+/// Largest users.toml we read.
+const MAX_USERS_FILE: u64 = 4 * 1024 * 1024;
+
+/// `[phones] file`: a read-only TOML table `[users]` of user name → number.
+pub struct UsersFile {
+    pub path: PathBuf,
+}
+
+impl UsersFile {
+    pub fn all(&self) -> Result<BTreeMap<String, String>, SourceError> {
+        let shown = self.path.display();
+        let err = |e: String| SourceError(format!("phones.file {shown}: {e}"));
+        check_file_safety(&self.path).map_err(err)?;
+        let text = read_limited(&self.path, MAX_USERS_FILE).map_err(|e| err(e.to_string()))?;
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct UsersToml {
+            #[serde(default)]
+            users: BTreeMap<String, String>,
+        }
+        let parsed: UsersToml =
+            toml::from_str(&text).map_err(|e| err(e.message().trim().to_string()))?;
+        Ok(parsed.users)
+    }
+
+    pub fn lookup(&self, user: &str) -> Result<Option<String>, SourceError> {
+        Ok(self.all()?.remove(user))
+    }
+}
+
+/// `[phones] directory`: one file per user, named after the user.
+pub struct PhoneDirectory {
+    pub path: PathBuf,
+}
+
+impl PhoneDirectory {
+    fn file(&self, user: &str) -> Option<PathBuf> {
+        // A name that could leave the directory has no file in it.
+        is_safe_file_name(user).then(|| self.path.join(user))
+    }
+
+    pub fn lookup(&self, user: &str) -> Result<Option<String>, SourceError> {
+        let Some(file) = self.file(user) else {
+            return Ok(None);
+        };
+        let err = |e: String| SourceError(format!("phones.directory {}: {e}", file.display()));
+        match std::fs::symlink_metadata(&file) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(err(e.to_string())),
+            Ok(_) => {}
+        }
+        // A number the user could rewrite would let them move their own second factor.
+        check_file_safety(&file).map_err(err)?;
+        let text = read_limited(&file, MAX_PHONE_FILE).map_err(|e| err(e.to_string()))?;
+        Ok(Some(text.trim().to_string()).filter(|t| !t.is_empty()))
+    }
+
+    /// Writes `e164` for `user`: temporary file, fsync, rename. Creates the
+    /// directory (0700) if it is missing.
+    pub fn store(&self, user: &str, e164: &str) -> Result<(), SourceError> {
+        let file = self
+            .file(user)
+            .ok_or_else(|| SourceError(format!("cannot store a number for user name {user:?}")))?;
+        let err = |e: String| SourceError(format!("phones.directory {}: {e}", self.path.display()));
+        if !self.path.exists() {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&self.path)
+                .map_err(|e| err(e.to_string()))?;
+        }
+        crate::state::check_dir_safety(&self.path, 0o022).map_err(err)?;
+        // Dot-names never belong to a user (see is_safe_file_name).
+        let tmp = self.path.join(format!(".{user}.tmp"));
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)
+            .map_err(|e| err(e.to_string()))?;
+        f.write_all(format!("{e164}\n").as_bytes())
+            .and_then(|_| f.sync_all())
+            .map_err(|e| err(e.to_string()))?;
+        std::fs::rename(&tmp, &file).map_err(|e| err(e.to_string()))?;
+        if let Ok(d) = std::fs::File::open(&self.path) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
+    /// Removes a user's number; `Ok(false)` if there was none.
+    pub fn remove(&self, user: &str) -> Result<bool, SourceError> {
+        let Some(file) = self.file(user) else {
+            return Ok(false);
+        };
+        match std::fs::remove_file(&file) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(SourceError(format!("{}: {e}", file.display()))),
+        }
+    }
+
+    /// Every user with a number in the directory.
+    pub fn users(&self) -> Result<Vec<String>, SourceError> {
+        let rd = match std::fs::read_dir(&self.path) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+            Err(e) => return Err(SourceError(format!("{}: {e}", self.path.display()))),
+        };
+        let mut out: Vec<String> = rd
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| is_safe_file_name(n))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+}
+
+/// `[phones] command`: a program that prints the user's number, e.g. from
+/// LDAP. Run without a shell and with a clean environment; `%u` in an
+/// argument is replaced by the user name.
+pub struct CommandSource {
+    pub argv: Vec<String>,
+    pub timeout: Duration,
+}
+
+/// How much of the command's output we read.
+const MAX_COMMAND_OUTPUT: u64 = 4096;
+
+impl CommandSource {
+    pub fn lookup(&self, user: &str) -> Result<Option<String>, SourceError> {
+        let shown = self.argv.first().map(String::as_str).unwrap_or("");
+        let err = |e: String| SourceError(format!("phones.command {shown}: {e}"));
+        // The program would take such a name for an option.
+        if user.starts_with('-') {
+            return Err(err(format!(
+                "refusing user name {user:?} that starts with '-'"
+            )));
+        }
+        let args: Vec<String> = self.argv[1..]
+            .iter()
+            .map(|a| a.replace("%u", user))
+            .collect();
+        let mut child = Command::new(&self.argv[0])
+            .args(&args)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| err(e.to_string()))?;
+        let mut stdout = child.stdout.take().expect("piped");
+        let reader = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            let _ = (&mut stdout).take(MAX_COMMAND_OUTPUT).read_to_end(&mut out);
+            out
+        });
+        let deadline = Instant::now() + self.timeout;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                Ok(None) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(err(format!("timed out after {} s", self.timeout.as_secs())));
+                }
+                Err(e) => return Err(err(e.to_string())),
+            }
+        };
+        if !status.success() {
+            return Err(err(format!("failed ({status})")));
+        }
+        // The reader ends when the program closes its output (it has exited).
+        let out = reader
+            .join()
+            .map_err(|_| err("output reader failed".into()))?;
+        let text = String::from_utf8_lossy(&out);
+        let first = text.lines().next().unwrap_or("").trim().to_string();
+        Ok(Some(first).filter(|l| !l.is_empty()))
+    }
+}
+
+/// The configured sources.
+#[derive(Default)]
+pub struct Sources {
+    pub file: Option<UsersFile>,
+    pub directory: Option<PhoneDirectory>,
+    pub command: Option<CommandSource>,
+}
+
+impl Sources {
+    pub fn from_config(c: &Config) -> Sources {
+        Sources {
+            file: c.phones_file.clone().map(|path| UsersFile { path }),
+            directory: c
+                .phones_directory
+                .clone()
+                .map(|path| PhoneDirectory { path }),
+            command: c.phones_command.clone().map(|argv| CommandSource {
+                argv,
+                timeout: Duration::from_secs(5),
+            }),
+        }
+    }
+}
+
+impl PhoneBook for Sources {
+    fn find(&self, user: &str) -> Result<Option<Found>, SourceError> {
+        let found = |number: String, changeable, source| Found {
+            number,
+            changeable,
+            source,
+        };
+        if let Some(f) = &self.file {
+            if let Some(n) = f.lookup(user)? {
+                return Ok(Some(found(n, false, "file")));
+            }
+        }
+        if let Some(d) = &self.directory {
+            if let Some(n) = d.lookup(user)? {
+                return Ok(Some(found(n, true, "directory")));
+            }
+        }
+        if let Some(c) = &self.command {
+            if let Some(n) = c.lookup(user)? {
+                return Ok(Some(found(n, false, "command")));
+            }
+        }
+        Ok(None)
+    }
+
+    fn can_store(&self) -> bool {
+        self.directory.is_some()
+    }
+
+    fn store(&self, user: &str, e164: &str) -> Result<(), SourceError> {
+        match &self.directory {
+            Some(d) => d.store(user, e164),
+            None => Err(SourceError(
+                "no [phones] directory to store numbers in".into(),
+            )),
+        }
+    }
+}
+
+/// True for names that are a single plain path component.
+pub fn is_safe_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 256
+        && !name.starts_with('.')
+        && !name.contains('/')
+        && !name.chars().any(|c| c.is_control())
+}
+
+/// Reads a regular file, refusing symlinks on the last component and
+/// anything larger than `limit`.
+fn read_limited(path: &Path, limit: u64) -> std::io::Result<String> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    let md = f.metadata()?;
+    if !md.is_file() {
+        return Err(std::io::Error::other("is not a regular file"));
+    }
+    if md.len() > limit {
+        return Err(std::io::Error::other(format!(
+            "is larger than {limit} bytes"
+        )));
+    }
+    let mut s = String::new();
+    f.take(limit).read_to_string(&mut s)?;
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn tempdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("t2fa-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn private(path: &Path, text: &str) {
+        std::fs::write(path, text).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    #[test]
+    fn directory_source_never_leaves_its_directory() {
+        let dir = tempdir("phones");
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        private(&dir.join("alice"), "+12015552671\n");
+        let src = PhoneDirectory {
+            path: dir.join("sub"),
+        };
+        for name in ["../alice", "..", ".", "", "a/b", "a\nb"] {
+            assert_eq!(src.lookup(name), Ok(None), "{name:?}");
+        }
+        let src = PhoneDirectory { path: dir.clone() };
+        assert_eq!(src.lookup("alice"), Ok(Some("+12015552671".into())));
+        assert_eq!(src.lookup("bob"), Ok(None));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_number_file_others_can_write_is_refused() {
+        let dir = tempdir("phones-unsafe");
+        private(&dir.join("alice"), "+12015552671\n");
+        std::fs::set_permissions(dir.join("alice"), std::fs::Permissions::from_mode(0o666))
+            .unwrap();
+        let src = PhoneDirectory { path: dir.clone() };
+        assert!(src.lookup("alice").is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn first_source_wins_and_only_the_directory_is_changeable() {
+        let dir = tempdir("src");
+        let file = dir.join("users.toml");
+        private(&file, "[users]\nalice = \"+12015550001\"\n");
+        private(&dir.join("alice"), "+12015550002");
+        private(&dir.join("bob"), "+12015550003");
+        let s = Sources {
+            file: Some(UsersFile { path: file.clone() }),
+            directory: Some(PhoneDirectory { path: dir.clone() }),
+            command: None,
+        };
+        let a = s.find("alice").unwrap().unwrap();
+        assert_eq!(
+            (a.number.as_str(), a.changeable, a.source),
+            ("+12015550001", false, "file")
+        );
+        let b = s.find("bob").unwrap().unwrap();
+        assert_eq!(
+            (b.number.as_str(), b.changeable, b.source),
+            ("+12015550003", true, "directory")
+        );
+        private(&file, "[users\n");
+        assert!(s.find("alice").is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn command_source_outcomes() {
+        let cmd = |script: &str| CommandSource {
+            argv: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                script.into(),
+                "sh".into(),
+                "%u".into(),
+            ],
+            timeout: Duration::from_secs(1),
+        };
+        assert_eq!(
+            cmd("echo \"+1201555$1\"").lookup("0100"),
+            Ok(Some("+12015550100".into()))
+        );
+        assert_eq!(cmd("printf ''").lookup("alice"), Ok(None));
+        assert!(cmd("exit 3")
+            .lookup("alice")
+            .unwrap_err()
+            .0
+            .contains("failed"));
+        assert!(cmd("sleep 5")
+            .lookup("alice")
+            .unwrap_err()
+            .0
+            .contains("timed out"));
+        assert!(
+            cmd("echo $HOME").lookup("alice").unwrap().is_none(),
+            "clean environment"
+        );
+        assert!(cmd("echo x").lookup("-rf").is_err());
+    }
+}
