@@ -24,6 +24,9 @@ pub enum Answer {
     CodeSpaced,
     /// The latest code typed as "12-34-56".
     CodeDashed,
+    /// The latest code, but only if this file does not exist yet (else hang
+    /// up): proves nothing was stored before the code was entered.
+    CodeIfAbsent(PathBuf),
     /// A well-formed code that is not the latest one.
     WrongCode,
     /// Wait, then give the inner answer.
@@ -207,6 +210,8 @@ fn resolve(a: Answer, sim: &Simulator) -> Option<String> {
     match a {
         Answer::Text(t) => Some(t),
         Answer::Code => latest(sim),
+        Answer::CodeIfAbsent(p) if p.exists() => None,
+        Answer::CodeIfAbsent(_) => latest(sim),
         Answer::CodeSpaced => latest(sim).map(|c| format!("{} {}", &c[..3], &c[3..])),
         Answer::CodeDashed => latest(sim).map(|c| format!("{}-{}-{}", &c[..2], &c[2..4], &c[4..])),
         Answer::WrongCode => {

@@ -1,14 +1,14 @@
 //! `twilio-2fa status|unlock|forget USER`: what an administrator needs to see
 //! and reset in a user's state.
 
+use crate::admin_args;
 use pam_twilio_2fa::clock::{iso_time, Clock, SystemClock};
-use pam_twilio_2fa::config::{Config, DEFAULT_PATH};
-use pam_twilio_2fa::events::{EventSink, Record, SystemLog};
+use pam_twilio_2fa::config::Config;
+use pam_twilio_2fa::events::Record;
 use pam_twilio_2fa::phone::PhoneNumber;
 use pam_twilio_2fa::state::{StateDir, UserState};
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
 use std::time::Duration;
 
 struct Target {
@@ -19,33 +19,16 @@ struct Target {
 
 /// `USER [--config PATH]`, as root.
 fn target(command: &str, args: &[OsString]) -> Result<Target, String> {
-    if unsafe { libc::geteuid() } != 0 {
-        return Err(format!(
-            "{command} must be run as root (the state directory is root's)"
-        ));
-    }
-    let mut user = None;
-    let mut config = PathBuf::from(DEFAULT_PATH);
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        if a == "--config" {
-            config = PathBuf::from(it.next().ok_or("--config needs a path")?);
-        } else if user.is_none() {
-            user = Some(a.clone());
-        } else {
-            return Err(format!("usage: twilio-2fa {command} USER [--config PATH]"));
-        }
-    }
-    let user = user.ok_or(format!("usage: twilio-2fa {command} USER [--config PATH]"))?;
-    if user.is_empty() {
-        return Err("the user name is empty".into());
-    }
-    let cfg = Config::load(&config).map_err(|e| e.to_string())?;
+    let a = admin_args::parse(&format!("{command} USER [--config PATH]"), args, &[], 1)?;
     let dir = StateDir::new(
-        cfg.state_dir.clone(),
-        Duration::from_secs(2 * cfg.http_timeout + 2),
+        a.cfg.state_dir.clone(),
+        Duration::from_secs(2 * a.cfg.http_timeout + 2),
     );
-    Ok(Target { user, cfg, dir })
+    Ok(Target {
+        user: a.positional[0].clone(),
+        cfg: a.cfg,
+        dir,
+    })
 }
 
 /// For display only: state is keyed by the name's raw bytes.
@@ -54,16 +37,7 @@ fn shown(user: &OsString) -> String {
 }
 
 fn log_event(t: &Target, name: &str) {
-    let log = SystemLog {
-        debug: false,
-        file: t.cfg.event_log.clone(),
-    };
-    let by = std::env::var("SUDO_USER").unwrap_or_else(|_| "root".into());
-    log.record(
-        Record::event(name)
-            .with("user", shown(&t.user))
-            .with("by", by),
-    );
+    admin_args::log_event(&t.cfg, Record::event(name).with("user", shown(&t.user)));
 }
 
 pub fn status(args: &[OsString]) -> Result<(), String> {

@@ -1,7 +1,9 @@
 //! `twilio-2fa`: the admin command of pam-twilio-2fa.
 
 mod admin;
+mod admin_args;
 mod demo;
+mod user;
 
 use pam_twilio_2fa::config::{Config, DEFAULT_PATH};
 use pam_twilio_2fa::simulator::{SimConfig, Simulator};
@@ -16,6 +18,11 @@ const USAGE: &str = "usage:
   twilio-2fa status USER [--config PATH]   attempts used, lockout, last send, remembered hosts
   twilio-2fa unlock USER [--config PATH]   clear attempts and lockout (also replaces a damaged state file)
   twilio-2fa forget USER [--config PATH]   drop remembered hosts
+  twilio-2fa user set USER NUMBER [--no-lookup] [--config PATH]
+                                     validate (country, carrier lookup) and store a user's number
+  twilio-2fa user show USER [--full] [--config PATH]   the user's number (masked unless --full)
+  twilio-2fa user remove USER [--config PATH]          remove a number from the phone directory
+  twilio-2fa user list [--config PATH]                 every user with a number (masked)
   twilio-2fa demo [--module PATH]    a real PAM login against the simulator, on this terminal
   twilio-2fa --version";
 
@@ -26,6 +33,7 @@ fn main() -> ExitCode {
         Some("status") => admin::status(&raw[1..]),
         Some("unlock") => admin::unlock(&raw[1..]),
         Some("forget") => admin::forget(&raw[1..]),
+        Some("user") => user::run(&raw[1..]),
         _ => text_command(&raw),
     };
     match result {

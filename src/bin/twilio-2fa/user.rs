@@ -1,0 +1,161 @@
+//! `twilio-2fa user set|show|remove|list`: numbers on file, managed by root.
+
+use crate::admin_args::{self, AdminArgs};
+use pam_twilio_2fa::events::Record;
+use pam_twilio_2fa::number_policy::{check_new_number, check_number};
+use pam_twilio_2fa::phone::PhoneNumber;
+use pam_twilio_2fa::phone_book::{PhoneBook, PhoneDirectory, Sources};
+use pam_twilio_2fa::twilio_client::TwilioClient;
+use pam_twilio_2fa::users::{SystemUsers, UserDb};
+use std::ffi::OsString;
+
+pub fn run(args: &[OsString]) -> Result<(), String> {
+    match args.first().and_then(|a| a.to_str()) {
+        Some("set") => set(&args[1..]),
+        Some("show") => show(&args[1..]),
+        Some("remove") => remove(&args[1..]),
+        Some("list") => list(&args[1..]),
+        _ => Err("usage: twilio-2fa user set USER NUMBER [--no-lookup] | show USER [--full] | remove USER | list   (each takes --config PATH)".into()),
+    }
+}
+
+/// User names here must be text: they name files and go into logs.
+fn user_name(a: &AdminArgs) -> Result<String, String> {
+    a.positional[0]
+        .to_str()
+        .map(String::from)
+        .ok_or_else(|| "the user name is not valid UTF-8".into())
+}
+
+fn directory(a: &AdminArgs) -> Result<PhoneDirectory, String> {
+    a.cfg
+        .phones_directory
+        .clone()
+        .map(|path| PhoneDirectory { path })
+        .ok_or_else(|| {
+            "no [phones] directory is configured: there is nowhere to store numbers".into()
+        })
+}
+
+fn set(args: &[OsString]) -> Result<(), String> {
+    let a = admin_args::parse(
+        "user set USER NUMBER [--no-lookup] [--config PATH]",
+        args,
+        &["--no-lookup"],
+        2,
+    )?;
+    let user = user_name(&a)?;
+    if !SystemUsers.exists(&user) {
+        return Err(format!("{user}: no such user on this system"));
+    }
+    let raw = a.positional[1].to_string_lossy();
+    let use_lookup = !a.switches.iter().any(|s| s == "--no-lookup");
+    let client = TwilioClient::new(&a.cfg);
+    let n = check_new_number(&raw, &a.cfg, &client, use_lookup).map_err(|r| {
+        let mut m = format!("{raw}: {}", r.message());
+        if let pam_twilio_2fa::number_policy::Rejection::LookupUnavailable(why) = &r {
+            m.push_str(&format!(" ({why}; --no-lookup skips the carrier check)"));
+        }
+        m
+    })?;
+    let dir = directory(&a)?;
+    dir.store(&user, n.e164()).map_err(|e| e.to_string())?;
+    admin_args::log_event(
+        &a.cfg,
+        Record::event("phone_set")
+            .with("user", user.as_str())
+            .with("to", n.masked_e164()),
+    );
+    println!(
+        "{user}: {} stored in {}",
+        n.masked_e164(),
+        dir.path.join(&user).display()
+    );
+    Ok(())
+}
+
+fn show(args: &[OsString]) -> Result<(), String> {
+    let a = admin_args::parse(
+        "user show USER [--full] [--config PATH]",
+        args,
+        &["--full"],
+        1,
+    )?;
+    let user = user_name(&a)?;
+    let full = a.switches.iter().any(|s| s == "--full");
+    match Sources::from_config(&a.cfg)
+        .find(&user)
+        .map_err(|e| e.to_string())?
+    {
+        None => println!("{user}: no number on file"),
+        Some(f) => {
+            let shown = match check_number(&f.number, &a.cfg) {
+                Ok(n) if full => format!("{} ({})", n.e164(), n.national()),
+                Ok(n) => n.masked_e164(),
+                Err(r) => format!("{} [refused: {}]", mask_raw(&f.number, full), r.message()),
+            };
+            println!("{user}: {shown} from the {} source", f.source);
+        }
+    }
+    Ok(())
+}
+
+/// A number that does not parse is still masked unless --full.
+fn mask_raw(raw: &str, full: bool) -> String {
+    if full {
+        return raw.to_string();
+    }
+    match PhoneNumber::parse(raw, "") {
+        Ok(n) => n.masked_e164(),
+        Err(_) => "(unreadable)".into(),
+    }
+}
+
+fn remove(args: &[OsString]) -> Result<(), String> {
+    let a = admin_args::parse("user remove USER [--config PATH]", args, &[], 1)?;
+    let user = user_name(&a)?;
+    let sources = Sources::from_config(&a.cfg);
+    let dir = directory(&a)?;
+    if dir.remove(&user).map_err(|e| e.to_string())? {
+        admin_args::log_event(
+            &a.cfg,
+            Record::event("phone_removed").with("user", user.as_str()),
+        );
+        println!("{user}: number removed from {}", dir.path.display());
+        if let Ok(Some(f)) = sources.find(&user) {
+            println!(
+                "{user}: note: the {} source still has a number for this user",
+                f.source
+            );
+        }
+        return Ok(());
+    }
+    match sources.find(&user) {
+        Ok(Some(f)) => Err(format!(
+            "{user}: the number comes from the read-only {} source; change it there",
+            f.source
+        )),
+        _ => Err(format!("{user}: no number on file")),
+    }
+}
+
+fn list(args: &[OsString]) -> Result<(), String> {
+    let a = admin_args::parse("user list [--config PATH]", args, &[], 0)?;
+    let sources = Sources::from_config(&a.cfg);
+    let mut rows = Vec::new();
+    if let Some(f) = &sources.file {
+        for (user, number) in f.all().map_err(|e| e.to_string())? {
+            rows.push((user, mask_raw(&number, false), "file"));
+        }
+    }
+    if let Some(d) = &sources.directory {
+        for user in d.users().map_err(|e| e.to_string())? {
+            let number = d.lookup(&user).ok().flatten().unwrap_or_default();
+            rows.push((user, mask_raw(&number, false), "directory"));
+        }
+    }
+    for (user, number, source) in rows {
+        println!("{user:<24} {number:<16} {source}");
+    }
+    Ok(())
+}
