@@ -7,8 +7,6 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_twilio-2fa");
-
 #[test]
 fn demo_runs_a_real_login_as_a_person_would() {
     let mut child = Command::new(BIN)
@@ -76,19 +74,10 @@ fn demo_with_a_wrong_code_is_refused() {
     assert!(text.contains("PAM returned PAM_MAXTRIES"), "{text}");
 }
 
-fn run(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN).args(args).output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn check_config_summarises_a_good_file_without_secrets() {
     let s = Setup::sms("");
-    let (ok, out, err) = run(&["check-config", s.lab.config.to_str().unwrap()]);
+    let (ok, out, err) = twilio_2fa(&["check-config", s.lab.config.to_str().unwrap()]);
     assert!(ok, "{err}");
     assert!(out.contains(": OK"), "{out}");
     assert!(out.contains("allowed_methods  sms (text message)"), "{out}");
@@ -99,25 +88,25 @@ fn check_config_summarises_a_good_file_without_secrets() {
 fn check_config_names_the_bad_key_and_fails() {
     let s = Setup::sms("");
     s.rewrite_config("max_attempts = \"five\"\n", |t| t);
-    let (ok, _, err) = run(&["check-config", s.lab.config.to_str().unwrap()]);
+    let (ok, _, err) = twilio_2fa(&["check-config", s.lab.config.to_str().unwrap()]);
     assert!(!ok);
     assert!(err.contains("max_attempts: invalid type"), "{err}");
 
-    let (ok, _, err) = run(&["check-config", "/nonexistent/config.toml"]);
+    let (ok, _, err) = twilio_2fa(&["check-config", "/nonexistent/config.toml"]);
     assert!(!ok);
     assert!(err.contains("/nonexistent/config.toml"), "{err}");
 }
 
 #[test]
 fn unknown_command_fails_with_usage() {
-    let (ok, _, err) = run(&["frobnicate"]);
+    let (ok, _, err) = twilio_2fa(&["frobnicate"]);
     assert!(!ok);
     assert!(err.contains("usage:"), "{err}");
 }
 
 #[test]
 fn simulator_command_refuses_non_loopback() {
-    let (ok, _, err) = run(&["simulator", "--listen", "0.0.0.0:0"]);
+    let (ok, _, err) = twilio_2fa(&["simulator", "--listen", "0.0.0.0:0"]);
     assert!(!ok);
     assert!(err.contains("loopback"), "{err}");
 }

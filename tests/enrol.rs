@@ -11,7 +11,6 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::Command;
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_twilio-2fa");
 /// A user every Debian/Ubuntu system has, with no number on file.
 const NEWBIE: &str = "daemon";
 const NEW: &str = "(201) 555-0177";
@@ -306,24 +305,10 @@ fn command_source_number_empty_failure_and_timeout() {
     );
 }
 
-fn user_cmd(s: &Setup, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN)
-        .arg("user")
-        .args(args)
-        .args(["--config", s.lab.config.to_str().unwrap()])
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn user_set_show_remove_list() {
     let s = Setup::sms("");
-    let (ok, out, err) = user_cmd(&s, &["set", NEWBIE, NEW]);
+    let (ok, out, err) = s.cli(&["user", "set", NEWBIE, NEW]);
     assert!(ok, "{err}");
     assert!(out.contains("+1******0177 stored in"), "{out}");
     assert_eq!(
@@ -332,15 +317,15 @@ fn user_set_show_remove_list() {
     );
     assert_eq!(lookups(&s).len(), 1, "set looks the number up");
 
-    let (_, out, _) = user_cmd(&s, &["show", NEWBIE]);
+    let (_, out, _) = s.cli(&["user", "show", NEWBIE]);
     assert_eq!(out, "daemon: +1******0177 from the directory source\n");
-    let (_, out, _) = user_cmd(&s, &["show", NEWBIE, "--full"]);
+    let (_, out, _) = s.cli(&["user", "show", NEWBIE, "--full"]);
     assert_eq!(
         out,
         "daemon: +12015550177 ((201) 555-0177) from the directory source\n"
     );
 
-    let (_, out, _) = user_cmd(&s, &["list"]);
+    let (_, out, _) = s.cli(&["user", "list"]);
     assert!(
         out.contains("daemon") && out.contains("+1******0177"),
         "{out}"
@@ -351,12 +336,12 @@ fn user_set_show_remove_list() {
     );
     assert!(!out.contains("2015552671"), "{out}");
 
-    let (ok, _, _) = user_cmd(&s, &["remove", NEWBIE]);
+    let (ok, _, _) = s.cli(&["user", "remove", NEWBIE]);
     assert!(ok);
     assert!(!s.lab.phones.join(NEWBIE).exists());
-    let (_, out, _) = user_cmd(&s, &["show", NEWBIE]);
+    let (_, out, _) = s.cli(&["user", "show", NEWBIE]);
     assert_eq!(out, "daemon: no number on file\n");
-    let (ok, _, err) = user_cmd(&s, &["remove", NEWBIE]);
+    let (ok, _, err) = s.cli(&["user", "remove", NEWBIE]);
     assert!(!ok && err.contains("no number on file"), "{err}");
     let log = s.lab.events();
     assert!(
@@ -369,24 +354,24 @@ fn user_set_show_remove_list() {
 #[test]
 fn user_set_validates() {
     let s = Setup::sms("");
-    let (ok, _, err) = user_cmd(&s, &["set", NEWBIE, "+44 20 7946 0018"]);
+    let (ok, _, err) = s.cli(&["user", "set", NEWBIE, "+44 20 7946 0018"]);
     assert!(
         !ok && err.contains("Numbers from GB are not allowed."),
         "{err}"
     );
-    let (ok, _, err) = user_cmd(&s, &["set", NEWBIE, "hello"]);
+    let (ok, _, err) = s.cli(&["user", "set", NEWBIE, "hello"]);
     assert!(
         !ok && err.contains("That does not look like a phone number."),
         "{err}"
     );
     s.sim.set_line_type(NEW_E164, "landline");
-    let (ok, _, err) = user_cmd(&s, &["set", NEWBIE, NEW]);
+    let (ok, _, err) = s.cli(&["user", "set", NEWBIE, NEW]);
     assert!(
         !ok && err.contains("Landline numbers cannot receive codes"),
         "{err}"
     );
     s.sim.inject(Fault::Status(503), 1);
-    let (ok, _, err) = user_cmd(&s, &["set", NEWBIE, "(201) 555-0178"]);
+    let (ok, _, err) = s.cli(&["user", "set", NEWBIE, "(201) 555-0178"]);
     assert!(
         !ok && err.contains("Unable to check this number right now") && err.contains("--no-lookup"),
         "{err}"
@@ -396,9 +381,9 @@ fn user_set_validates() {
         "nothing stored on any failure"
     );
     // --no-lookup skips only the carrier check.
-    let (ok, _, err) = user_cmd(&s, &["set", NEWBIE, NEW, "--no-lookup"]);
+    let (ok, _, err) = s.cli(&["user", "set", NEWBIE, NEW, "--no-lookup"]);
     assert!(ok, "{err}");
-    let (ok, _, err) = user_cmd(&s, &["set", "no-such-user-t2fa", NEW]);
+    let (ok, _, err) = s.cli(&["user", "set", "no-such-user-t2fa", NEW]);
     assert!(!ok && err.contains("no such user"), "{err}");
 }
 

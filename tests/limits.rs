@@ -11,7 +11,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-const BIN: &str = env!("CARGO_BIN_EXE_twilio-2fa");
 const LOCKED: &str = "Too many failed attempts. Try again in 10 minutes.";
 
 fn now() -> u64 {
@@ -360,19 +359,6 @@ fn damaged_state_file_fails_closed_until_an_admin_unlocks() {
     s.login(vec![Answer::Code]).assert_rc(PAM_SUCCESS);
 }
 
-fn cli(s: &Setup, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .args(["--config", s.lab.config.to_str().unwrap()])
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn admin_status_unlock_and_forget() {
     let s = Setup::sms("max_attempts = 2\nremember = 600\n");
@@ -381,7 +367,7 @@ fn admin_status_unlock_and_forget() {
     s.login(vec![Answer::WrongCode, Answer::WrongCode])
         .assert_rc(PAM_MAXTRIES);
 
-    let (ok, out, err) = cli(&s, &["status", USER]);
+    let (ok, out, err) = s.cli(&["status", USER]);
     assert!(ok, "{err}");
     assert!(out.contains("attempts used  0 of 2"), "{out}");
     assert!(out.contains("locked until   20"), "{out}");
@@ -391,13 +377,13 @@ fn admin_status_unlock_and_forget() {
     );
     assert!(!out.contains("2015552671"), "full number shown:\n{out}");
 
-    let (ok, out, _) = cli(&s, &["unlock", USER]);
+    let (ok, out, _) = s.cli(&["unlock", USER]);
     assert!(ok);
     assert!(out.contains("lockout lifted"), "{out}");
     assert_eq!(state_of(&s, USER).locked_until, None);
     s.login(vec![Answer::Code]).assert_rc(PAM_SUCCESS);
 
-    let (ok, _, _) = cli(&s, &["forget", USER]);
+    let (ok, _, _) = s.cli(&["forget", USER]);
     assert!(ok);
     assert!(state_of(&s, USER).remembered.is_empty());
     let log = s.lab.events();

@@ -283,3 +283,24 @@ pub fn state_of(s: &Setup, user: &str) -> pam_twilio_2fa::state::UserState {
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}\n{text}", path.display()))
 }
+
+/// The `twilio-2fa` command built with these tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_twilio-2fa");
+
+/// Runs `twilio-2fa ARGS`: (success, stdout, stderr).
+pub fn twilio_2fa(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(BIN).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+impl Setup {
+    /// Runs `twilio-2fa ARGS --config <this setup's config>`.
+    pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let config = self.lab.config.to_str().unwrap();
+        twilio_2fa(&[args, &["--config", config]].concat())
+    }
+}
