@@ -116,6 +116,8 @@ pub mod msg {
 /// expired verification) one conversation tolerates: a scripted client must
 /// not keep the module busy forever.
 pub const MAX_INVALID_ENTRIES: u32 = 10;
+const MENU_HEADER: &str = "Choose how to receive your code:";
+
 /// How many times the method menu is asked before giving up.
 pub const MENU_ASKS: u32 = 3;
 
@@ -393,14 +395,18 @@ impl<'a, 'b> Flow<'a, 'b> {
         let change = methods.len() + 1;
         let menu = format!(
             "{}  {change}. change phone number\nEnter 1-{change}: ",
-            self.menu_lines(&methods)
+            self.menu_lines(MENU_HEADER, &methods)
         );
         for ask in 1..=MENU_ASKS {
             let answer = self.env.conv.prompt_echo_on(&menu)?;
             let a = answer.trim().to_lowercase();
             if a == change.to_string() || a == "change" || a == "change phone number" {
                 // Which method proves the CURRENT number.
-                return self.choose_method().map(Choice::Change);
+                return self
+                    .choose_method_for(
+                        "First confirm your current number. Choose how to receive its code:",
+                    )
+                    .map(Choice::Change);
             }
             if let Some(m) = parse_menu_answer(&a, &methods, self.cfg) {
                 return Ok(Choice::Send(m));
@@ -415,8 +421,8 @@ impl<'a, 'b> Flow<'a, 'b> {
         Err(Outcome::AuthErr)
     }
 
-    fn menu_lines(&self, methods: &[Method]) -> String {
-        let mut menu = String::from("Choose how to receive your code:\n");
+    fn menu_lines(&self, header: &str, methods: &[Method]) -> String {
+        let mut menu = format!("{header}\n");
         for (i, m) in methods.iter().enumerate() {
             menu.push_str(&format!("  {}. {}\n", i + 1, self.cfg.label(*m)));
         }
@@ -439,11 +445,19 @@ impl<'a, 'b> Flow<'a, 'b> {
     }
 
     fn choose_method(&mut self) -> Step<Method> {
+        self.choose_method_for(MENU_HEADER)
+    }
+
+    fn choose_method_for(&mut self, header: &str) -> Step<Method> {
         let methods = self.cfg.allowed_methods.clone();
         if methods.len() == 1 {
             return Ok(methods[0]);
         }
-        let menu = format!("{}Enter 1-{}: ", self.menu_lines(&methods), methods.len());
+        let menu = format!(
+            "{}Enter 1-{}: ",
+            self.menu_lines(header, &methods),
+            methods.len()
+        );
         for ask in 1..=MENU_ASKS {
             let answer = self.env.conv.prompt_echo_on(&menu)?;
             if let Some(m) = parse_menu_answer(&answer, &methods, self.cfg) {

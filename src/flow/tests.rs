@@ -1227,9 +1227,12 @@ fn change_in_the_menu_with_several_methods() {
         conv.prompts()
     );
     assert!(
-        conv.prompts()[1].ends_with("Enter 1-3: "),
-        "then the method for the current number"
+        conv.prompts()[1]
+            .starts_with("First confirm your current number. Choose how to receive its code:\n"),
+        "then the method for the current number: {:?}",
+        conv.prompts()
     );
+    assert!(conv.prompts()[1].ends_with("Enter 1-3: "));
     let sends: Vec<Method> = w
         .api
         .calls()
