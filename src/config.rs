@@ -15,8 +15,15 @@ pub const DEFAULT_PATH: &str = "/etc/twilio-2fa/config.toml";
 /// A configuration that parsed and passed every check.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub account_sid: String,
-    pub auth_token: Secret,
+    /// Required with `auth_token`; optional with an API key.
+    pub account_sid: Option<String>,
+    /// Who we are to Twilio: account SID + auth token, or API key SID + secret.
+    pub credentials: Credentials,
+    /// A proxy for HTTPS to Twilio, only from here (never from the environment).
+    pub http_proxy: Option<String>,
+    pub only_groups: Vec<String>,
+    pub exempt_groups: Vec<String>,
+    pub trusted_networks: Vec<crate::net::Cidr>,
     pub service_sid: String,
     pub verify_url: String,
     pub lookup_url: String,
@@ -64,7 +71,16 @@ pub const LINE_TYPES: [&str; 12] = [
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/twilio-2fa";
 
-/// A string that never shows up in `Debug` output or logs.
+/// HTTP Basic credentials for Twilio.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// The account SID (AC...) or API key SID (SK...).
+    pub username: String,
+    pub secret: Secret,
+}
+
+/// A string that never shows up in `Debug` output or logs, and is wiped
+/// from memory when dropped.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
@@ -75,6 +91,22 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        wipe(&mut self.0);
+    }
+}
+
+/// Overwrites a string's bytes before it is freed (best effort: copies made
+/// elsewhere, e.g. by the HTTP client, are not reached).
+pub fn wipe(s: &mut String) {
+    // SAFETY: zero bytes are valid UTF-8.
+    for b in unsafe { s.as_bytes_mut() } {
+        unsafe { std::ptr::write_volatile(b, 0) };
+    }
+    s.clear();
 }
 
 impl fmt::Debug for Secret {
@@ -98,9 +130,19 @@ impl std::error::Error for ConfigError {}
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
-    account_sid: String,
+    account_sid: Option<String>,
     auth_token: Option<String>,
     auth_token_file: Option<PathBuf>,
+    api_key_sid: Option<String>,
+    api_key_secret: Option<String>,
+    api_key_secret_file: Option<PathBuf>,
+    http_proxy: Option<String>,
+    #[serde(default)]
+    only_groups: Vec<String>,
+    #[serde(default)]
+    exempt_groups: Vec<String>,
+    #[serde(default)]
+    trusted_networks: Vec<String>,
     service_sid: String,
     #[serde(default = "default_verify_url")]
     verify_url: String,
@@ -218,7 +260,7 @@ impl Config {
     /// Reads, checks and parses the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let shown = path.display();
-        check_file_safety(path).map_err(|e| ConfigError(format!("config {shown}: {e}")))?;
+        check_secret_file_safety(path).map_err(|e| ConfigError(format!("config {shown}: {e}")))?;
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(format!("config {shown}: cannot read: {e}")))?;
         Config::parse(&text).map_err(|e| ConfigError(format!("config {shown}: {e}")))
@@ -263,10 +305,42 @@ fn toml_error(text: &str, e: &toml::de::Error) -> String {
 }
 
 impl RawConfig {
+    /// Exactly one way to authenticate: auth token (with the account SID) or API key.
+    fn credentials(&self) -> Result<Credentials, ConfigError> {
+        let err = |s: &str| Err(ConfigError(s.into()));
+        let token = secret_from("auth_token", &self.auth_token, &self.auth_token_file)?;
+        let key = secret_from(
+            "api_key_secret",
+            &self.api_key_secret,
+            &self.api_key_secret_file,
+        )?;
+        match (token, &self.api_key_sid, key) {
+            (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+                err("auth_token and api_key_*: set one way to authenticate, not both")
+            }
+            (Some(secret), None, None) => match &self.account_sid {
+                Some(a) => Ok(Credentials { username: a.clone(), secret }),
+                None => err("account_sid: missing (required with auth_token)"),
+            },
+            (None, Some(sid), Some(secret)) if is_sid(sid, "SK") => Ok(Credentials {
+                username: sid.clone(),
+                secret,
+            }),
+            (None, Some(_), Some(_)) => err("api_key_sid: must be \"SK\" followed by 32 hex digits"),
+            (None, Some(_), None) => err("api_key_secret: missing (or set api_key_secret_file)"),
+            (None, None, Some(_)) => err("api_key_sid: missing (required with api_key_secret)"),
+            (None, None, None) => err(
+                "auth_token: missing: set auth_token (or auth_token_file) with account_sid, or api_key_sid with api_key_secret (or api_key_secret_file)",
+            ),
+        }
+    }
+
     fn validate(self) -> Result<Config, ConfigError> {
         let err = |s: String| Err(ConfigError(s));
-        if !is_sid(&self.account_sid, "AC") {
-            return err("account_sid: must be \"AC\" followed by 32 hex digits".into());
+        if let Some(a) = &self.account_sid {
+            if !is_sid(a, "AC") {
+                return err("account_sid: must be \"AC\" followed by 32 hex digits".into());
+            }
         }
         if !is_sid(&self.service_sid, "VA") {
             return err(
@@ -274,17 +348,7 @@ impl RawConfig {
                     .into(),
             );
         }
-        let auth_token = match (self.auth_token, &self.auth_token_file) {
-            (Some(_), Some(_)) => {
-                return err("auth_token and auth_token_file: set only one of them".into())
-            }
-            (None, None) => return err("auth_token: missing (or set auth_token_file)".into()),
-            (Some(t), None) => t,
-            (None, Some(path)) => read_token_file(path)?,
-        };
-        if auth_token.is_empty() || auth_token.chars().any(|c| c.is_control()) {
-            return err("auth_token: must be a non-empty string without control characters".into());
-        }
+        let credentials = self.credentials()?;
         check_url("verify_url", &self.verify_url)?;
         check_url("lookup_url", &self.lookup_url)?;
         if self.allowed_methods.is_empty() {
@@ -343,6 +407,31 @@ impl RawConfig {
                 return err("event_log: must be an absolute path".into());
             }
         }
+        if let Some(p) = &self.http_proxy {
+            let host = p.strip_prefix("http://").map(host_of).unwrap_or("");
+            if host.is_empty() || p.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return err("http_proxy: must be an http:// URL, e.g. \"http://proxy.example.com:3128\" (HTTPS to Twilio is tunnelled through it)".into());
+            }
+        }
+        for (key, groups) in [
+            ("only_groups", &self.only_groups),
+            ("exempt_groups", &self.exempt_groups),
+        ] {
+            if groups
+                .iter()
+                .any(|g| g.is_empty() || g.chars().any(|c| c.is_control() || c.is_whitespace()))
+            {
+                return err(format!(
+                    "{key}: group names must be non-empty, without spaces or control characters"
+                ));
+            }
+        }
+        let trusted_networks = self
+            .trusted_networks
+            .iter()
+            .map(|n| crate::net::Cidr::parse(n))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ConfigError(format!("trusted_networks: {e}")))?;
         let phones_command = match &self.phones.command {
             None => None,
             Some(c) => {
@@ -410,8 +499,12 @@ impl RawConfig {
             labels.insert(m, label);
         }
         Ok(Config {
-            account_sid: self.account_sid,
-            auth_token: Secret(auth_token),
+            account_sid: self.account_sid.clone(),
+            credentials,
+            http_proxy: self.http_proxy.clone(),
+            only_groups: self.only_groups.clone(),
+            exempt_groups: self.exempt_groups.clone(),
+            trusted_networks,
             service_sid: self.service_sid,
             verify_url: self.verify_url.trim_end_matches('/').to_string(),
             lookup_url: self.lookup_url.trim_end_matches('/').to_string(),
@@ -462,9 +555,18 @@ impl Config {
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| "-".into())
         };
+        let credentials = format!(
+            "{} ({})",
+            self.account_sid.as_deref().unwrap_or("-"),
+            if self.credentials.username.starts_with("SK") {
+                format!("API key {}", self.credentials.username)
+            } else {
+                "auth token".into()
+            }
+        );
         let mut out = format!(
             "account_sid      {}\nservice_sid      {}\nverify_url       {}\nallowed_methods  {}\nmax_attempts     {} (lockout {} s)\nretry_time       {} s\nremember         {} s\nstate_dir        {}\nhttp_timeout     {} s\nobfuscate        {}\ndefault_region   {}\ncountries        {} (not {})\ncarrier_lookup   {} (allowed: {})\nphones.file      {}\nphones.directory {}\nphones.command   {}\nallow_register   {}\nallow_change     {}\n",
-            self.account_sid,
+            credentials,
             self.service_sid,
             self.verify_url,
             methods.join(", "),
@@ -556,12 +658,54 @@ fn host_of(rest: &str) -> &str {
     authority.split(':').next().unwrap_or("")
 }
 
-fn read_token_file(path: &Path) -> Result<String, ConfigError> {
+/// A secret given inline (`key`) or in a file (`key_file`), not both.
+fn secret_from(
+    key: &str,
+    inline: &Option<String>,
+    file: &Option<PathBuf>,
+) -> Result<Option<Secret>, ConfigError> {
+    let value = match (inline, file) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError(format!(
+                "{key} and {key}_file: set only one of them"
+            )))
+        }
+        (None, None) => return Ok(None),
+        (Some(v), None) => v.clone(),
+        (None, Some(path)) => read_secret_file(&format!("{key}_file"), path)?,
+    };
+    if value.is_empty() || value.chars().any(|c| c.is_control()) {
+        return Err(ConfigError(format!(
+            "{key}: must be a non-empty string without control characters"
+        )));
+    }
+    Ok(Some(Secret(value)))
+}
+
+fn read_secret_file(key: &str, path: &Path) -> Result<String, ConfigError> {
     let shown = path.display();
-    check_file_safety(path).map_err(|e| ConfigError(format!("auth_token_file {shown}: {e}")))?;
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError(format!("auth_token_file {shown}: cannot read: {e}")))?;
-    Ok(text.trim().to_string())
+    check_secret_file_safety(path).map_err(|e| ConfigError(format!("{key} {shown}: {e}")))?;
+    let mut text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("{key} {shown}: cannot read: {e}")))?;
+    let value = text.trim().to_string();
+    wipe(&mut text);
+    Ok(value)
+}
+
+/// For files holding secrets (the config, token files): also not readable by
+/// group or others.
+pub fn check_secret_file_safety(path: &Path) -> Result<(), String> {
+    check_file_safety(path)?;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read: {e}"))?
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "is readable by group or others (mode {:04o}); it holds secrets: run chmod 600",
+            mode & 0o7777
+        ));
+    }
+    Ok(())
 }
 
 /// StrictModes-style check: a file that holds secrets or policy must belong to
@@ -593,7 +737,7 @@ mod tests {
 
     const MINIMAL: &str = r#"
 account_sid = "AC0123456789abcdef0123456789abcdef"
-auth_token = "secret"
+auth_token = "tok-3f9a7c"
 service_sid = "VA0123456789abcdef0123456789abcdef"
 "#;
 
@@ -637,8 +781,8 @@ service_sid = "VA0123456789abcdef0123456789abcdef"
     #[test]
     fn secret_never_in_debug_output() {
         let c = Config::parse(MINIMAL).unwrap();
-        assert!(!format!("{c:?}").contains("secret"));
-        assert!(!c.summary().contains("secret"));
+        assert!(!format!("{c:?}").contains("tok-3f9a7c"));
+        assert!(!c.summary().contains("tok-3f9a7c"));
     }
 
     #[test]
@@ -671,5 +815,89 @@ service_sid = "VA0123456789abcdef0123456789abcdef"
         }
         let e = Config::parse(&MINIMAL.replace("VA0123", "VX0123")).unwrap_err();
         assert!(e.0.contains("service_sid"));
+    }
+
+    const KEYED: &str = r#"
+api_key_sid = "SK0123456789abcdef0123456789abcdef"
+api_key_secret = "key-secret-77"
+service_sid = "VA0123456789abcdef0123456789abcdef"
+"#;
+
+    #[test]
+    fn api_key_or_auth_token_but_not_both() {
+        let c = Config::parse(KEYED).unwrap();
+        assert_eq!(c.credentials.username, "SK0123456789abcdef0123456789abcdef");
+        assert_eq!(c.account_sid, None);
+        assert!(!format!("{c:?}").contains("key-secret-77"));
+        assert!(c.summary().contains("API key SK0123"));
+        let both = format!(
+            "{KEYED}auth_token = \"x\"\naccount_sid = \"AC0123456789abcdef0123456789abcdef\"\n"
+        );
+        assert!(Config::parse(&both).unwrap_err().0.contains("not both"));
+        let bad = KEYED.replace("SK0123", "SX0123");
+        assert!(Config::parse(&bad).unwrap_err().0.contains("api_key_sid"));
+        let no_secret = KEYED.replace("api_key_secret = \"key-secret-77\"\n", "");
+        assert!(Config::parse(&no_secret)
+            .unwrap_err()
+            .0
+            .contains("api_key_secret"));
+        let token_without_account =
+            MINIMAL.replace("account_sid = \"AC0123456789abcdef0123456789abcdef\"\n", "");
+        assert!(Config::parse(&token_without_account)
+            .unwrap_err()
+            .0
+            .contains("account_sid"));
+    }
+
+    #[test]
+    fn policy_keys_are_checked() {
+        for (line, key) in [
+            ("http_proxy = \"socks5://p:1080\"", "http_proxy"),
+            ("http_proxy = \"http://\"", "http_proxy"),
+            ("only_groups = [\"\"]", "only_groups"),
+            ("exempt_groups = [\"a b\"]", "exempt_groups"),
+            ("trusted_networks = [\"10.0.0.0/40\"]", "trusted_networks"),
+            ("trusted_networks = [\"intranet\"]", "trusted_networks"),
+        ] {
+            let e = Config::parse(&format!("{MINIMAL}{line}\n")).unwrap_err();
+            assert!(e.0.contains(key), "{line}: {e}");
+        }
+        let c = Config::parse(&format!(
+            "{MINIMAL}http_proxy = \"http://proxy.example.com:3128\"\ntrusted_networks = [\"10.0.0.0/8\", \"::1/128\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(c.trusted_networks.len(), 2);
+    }
+
+    #[test]
+    fn secret_files_must_not_be_readable_by_others() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("t2fa-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let token = dir.join("token");
+        std::fs::write(&token, "tok-file-91\n").unwrap();
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let text = format!(
+            "account_sid = \"AC0123456789abcdef0123456789abcdef\"\nauth_token_file = \"{}\"\nservice_sid = \"VA0123456789abcdef0123456789abcdef\"\n",
+            token.display()
+        );
+        let e = Config::parse(&text).unwrap_err();
+        assert!(
+            e.0.contains("readable by group or others") && e.0.contains("chmod 600"),
+            "{e}"
+        );
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(
+            Config::parse(&text).unwrap().credentials.secret.expose(),
+            "tok-file-91"
+        );
+        let cfg = dir.join("config.toml");
+        std::fs::write(&cfg, &text).unwrap();
+        std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(Config::load(&cfg)
+            .unwrap_err()
+            .0
+            .contains("readable by group or others"));
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -11,6 +11,7 @@ pub mod events;
 pub mod flow;
 pub mod lab;
 pub mod method;
+pub mod net;
 pub mod number_policy;
 pub mod pam_client;
 mod pam_entry;

@@ -1,7 +1,7 @@
 //! The Verify API over HTTPS (ureq), as Twilio documents it: form-encoded
 //! requests, HTTP Basic auth, JSON answers with Twilio's error codes.
 
-use crate::config::Config;
+use crate::config::{wipe, Config, Secret};
 use crate::method::Method;
 use crate::number_policy::{LineInfo, LineTypeLookup};
 use crate::verify::{ApiError, CheckResult, Verification, VerifyApi};
@@ -16,19 +16,27 @@ pub struct TwilioClient {
     agent: ureq::Agent,
     base: String,
     lookup_base: String,
-    auth_header: String,
+    auth_header: Secret,
+    timeout_secs: u64,
 }
 
 pub fn user_agent() -> String {
     format!("pam-twilio-2fa/{}", env!("CARGO_PKG_VERSION"))
 }
 
-/// One agent setup for every Twilio API: bounded time, no redirects, and no
-/// proxy from the environment (under sudo that is the user's to set).
+/// One agent setup for every Twilio API: bounded time, no redirects (they
+/// would carry our credentials elsewhere), and a proxy only from the config,
+/// never from the environment (under sudo that is the user's to set).
 pub fn agent(timeout_secs: u64) -> ureq::Agent {
+    agent_with_proxy(timeout_secs, None)
+}
+
+pub fn agent_with_proxy(timeout_secs: u64, proxy: Option<&str>) -> ureq::Agent {
+    // The config check allows only http:// proxies, which ureq accepts.
+    let proxy = proxy.and_then(|p| ureq::Proxy::new(p).ok());
     ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .proxy(None)
+        .proxy(proxy)
         .max_redirects(0)
         .timeout_global(Some(Duration::from_secs(timeout_secs)))
         .user_agent(user_agent())
@@ -37,59 +45,99 @@ pub fn agent(timeout_secs: u64) -> ureq::Agent {
 }
 
 pub fn basic_auth(user: &str, secret: &str) -> String {
-    let raw = format!("{user}:{secret}");
-    format!(
+    let mut raw = format!("{user}:{secret}");
+    let header = format!(
         "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(raw)
-    )
+        base64::engine::general_purpose::STANDARD.encode(&raw)
+    );
+    wipe(&mut raw);
+    header
 }
 
 impl TwilioClient {
     pub fn new(cfg: &Config) -> TwilioClient {
         TwilioClient {
-            agent: agent(cfg.http_timeout),
+            agent: agent_with_proxy(cfg.http_timeout, cfg.http_proxy.as_deref()),
             base: format!("{}/v2/Services/{}", cfg.verify_url, cfg.service_sid),
             lookup_base: format!("{}/v2/PhoneNumbers", cfg.lookup_url),
-            auth_header: basic_auth(&cfg.account_sid, cfg.auth_token.expose()),
+            auth_header: Secret::new(basic_auth(
+                &cfg.credentials.username,
+                cfg.credentials.secret.expose(),
+            )),
+            timeout_secs: cfg.http_timeout,
         }
+    }
+
+    /// Makes a request; a 429 with error 20429 is tried once more, after
+    /// `Retry-After` if that fits inside `http_timeout` (else not at all).
+    fn call(
+        &self,
+        make: &dyn Fn() -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<serde_json::Value, ApiError> {
+        let (result, retry_after) = self.answer(make());
+        let rate_limited = matches!(
+            &result,
+            Err(ApiError::Twilio { code, .. }) if *code == crate::verify::codes::TOO_MANY_REQUESTS
+        );
+        if !rate_limited {
+            return result;
+        }
+        let wait = retry_after.unwrap_or(0);
+        if wait >= self.timeout_secs {
+            return result;
+        }
+        std::thread::sleep(Duration::from_secs(wait));
+        self.answer(make()).0
     }
 
     fn post(&self, path: &str, form: &[(&str, &str)]) -> Result<serde_json::Value, ApiError> {
         let url = format!("{}{}", self.base, path);
-        let result = self
-            .agent
-            .post(&url)
-            .header("Authorization", &self.auth_header)
-            .header("Accept", "application/json")
-            .send_form(form.iter().copied());
-        self.answer(result)
+        self.call(&|| {
+            self.agent
+                .post(&url)
+                .header("Authorization", self.auth_header.expose())
+                .header("Accept", "application/json")
+                .send_form(form.iter().copied())
+        })
     }
 
     fn get(&self, url: &str) -> Result<serde_json::Value, ApiError> {
-        let result = self
-            .agent
-            .get(url)
-            .header("Authorization", &self.auth_header)
-            .header("Accept", "application/json")
-            .call();
-        self.answer(result)
+        self.call(&|| {
+            self.agent
+                .get(url)
+                .header("Authorization", self.auth_header.expose())
+                .header("Accept", "application/json")
+                .call()
+        })
     }
 
     fn answer(
         &self,
         result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-    ) -> Result<serde_json::Value, ApiError> {
-        let mut resp = result.map_err(|e| ApiError::Unavailable(describe(&e)))?;
+    ) -> (Result<serde_json::Value, ApiError>, Option<u64>) {
+        let mut resp = match result {
+            Ok(r) => r,
+            Err(e) => return (Err(ApiError::Unavailable(describe(&e))), None),
+        };
         let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
         let body = resp
             .body_mut()
             .with_config()
             .limit(MAX_BODY)
-            .read_to_string()
-            .map_err(|e| {
-                ApiError::Unavailable(format!("HTTP {status}, body unreadable: {}", describe(&e)))
-            })?;
-        interpret(status, &body)
+            .read_to_string();
+        let result = match body {
+            Ok(body) => interpret(status, &body),
+            Err(e) => Err(ApiError::Unavailable(format!(
+                "HTTP {status}, body unreadable: {}",
+                describe(&e)
+            ))),
+        };
+        (result, retry_after)
     }
 }
 

@@ -60,6 +60,12 @@ pub mod codes {
     pub const INVALID_PARAMETER: u32 = 60200;
     pub const MAX_CHECK_ATTEMPTS: u32 = 60202;
     pub const MAX_SEND_ATTEMPTS: u32 = 60203;
+    /// SMS is not supported for a landline.
+    pub const LANDLINE_NO_SMS: u32 = 60205;
+    pub const TOO_MANY_CONCURRENT: u32 = 60212;
+    /// The channel is disabled for this Verify service.
+    pub const CHANNEL_DISABLED: u32 = 60223;
+    pub const FRAUD_BLOCKED: u32 = 60410;
 }
 
 pub trait VerifyApi {

@@ -97,6 +97,9 @@ pub mod msg {
         "The code could not be sent. Contact your administrator if this keeps happening.";
     pub const CHECK_FAILED: &str =
         "The code could not be checked. Contact your administrator if this keeps happening.";
+    pub const BLOCKED: &str = "Codes cannot be sent to this number. Contact your administrator.";
+    pub const NO_METHOD_REACHES: &str =
+        "None of the allowed ways of sending a code can reach this number. Contact your administrator.";
     pub const BUSY: &str = "Another login for this account is in progress; try again in a moment.";
 
     pub fn locked_out(seconds_left: u64) -> String {
@@ -132,6 +135,8 @@ struct Flow<'a, 'b> {
     cfg: &'a Config,
     login: &'a Login<'a>,
     env: &'a mut Env<'b>,
+    /// Methods Twilio said cannot reach the number (60205, 60223).
+    unavailable: Vec<Method>,
 }
 
 /// `Err` carries the outcome to return at once.
@@ -175,7 +180,12 @@ fn reusable(st: &UserState, phone: &PhoneNumber, now: u64, retry_time: u64) -> O
 
 impl<'a, 'b> Flow<'a, 'b> {
     fn new(cfg: &'a Config, login: &'a Login<'a>, env: &'a mut Env<'b>) -> Self {
-        Flow { cfg, login, env }
+        Flow {
+            cfg,
+            login,
+            env,
+            unavailable: Vec::new(),
+        }
     }
 
     fn run(&mut self) -> Step<Outcome> {
@@ -187,6 +197,16 @@ impl<'a, 'b> Flow<'a, 'b> {
                     .at(Level::Warning),
             );
             return Ok(Outcome::UserUnknown);
+        }
+        if let Some(reason) = self.exemption() {
+            self.log(
+                Record::event("verification_skipped")
+                    .with("user", user)
+                    .with("reason", reason)
+                    .with("service", self.login.service)
+                    .with("rhost", self.login.rhost.unwrap_or("-")),
+            );
+            return Ok(Outcome::Ignore);
         }
         // Before anything is sent: a locked-out user costs no SMS.
         let st = self.state_update(&mut |_| {})?;
@@ -429,6 +449,23 @@ impl<'a, 'b> Flow<'a, 'b> {
         menu
     }
 
+    /// Why this user need not use the second factor here, if they need not:
+    /// `only_groups`, `exempt_groups`, `trusted_networks`.
+    fn exemption(&self) -> Option<String> {
+        let cfg = self.cfg;
+        if !cfg.only_groups.is_empty() || !cfg.exempt_groups.is_empty() {
+            let groups = self.env.users.groups(self.login.user);
+            if !cfg.only_groups.is_empty() && !groups.iter().any(|g| cfg.only_groups.contains(g)) {
+                return Some("not_in_only_groups".into());
+            }
+            if let Some(g) = groups.iter().find(|g| cfg.exempt_groups.contains(g)) {
+                return Some(format!("exempt_group:{g}"));
+            }
+        }
+        let rhost = self.login.rhost?;
+        crate::net::trusted(rhost, &cfg.trusted_networks).map(|n| format!("trusted_network:{n}"))
+    }
+
     fn skip_remembered(&mut self, origin: &str) -> Step<Outcome> {
         self.log(
             Record::event("verification_skipped")
@@ -449,7 +486,7 @@ impl<'a, 'b> Flow<'a, 'b> {
     }
 
     fn choose_method_for(&mut self, header: &str) -> Step<Method> {
-        let methods = self.cfg.allowed_methods.clone();
+        let methods = self.available_methods();
         if methods.len() == 1 {
             return Ok(methods[0]);
         }
@@ -549,12 +586,60 @@ impl<'a, 'b> Flow<'a, 'b> {
                 self.error(&msg::locked_out(left))?;
                 Err(Outcome::MaxTries)
             }
+            SendResult::Failed(e)
+                if matches!(
+                    e.twilio_code(),
+                    Some(codes::LANDLINE_NO_SMS | codes::CHANNEL_DISABLED)
+                ) =>
+            {
+                self.method_unavailable(&e, phone, method, replace)
+            }
             SendResult::Failed(e) => Err(self.send_failure(&e, method)),
             SendResult::NotRun => {
                 self.admin_error("state store returned without running the update".into());
                 Err(Outcome::ServiceErr)
             }
         }
+    }
+
+    /// Twilio cannot use `method` for this number (60205 landline, 60223
+    /// channel disabled): offer the other allowed methods, if any.
+    fn method_unavailable(
+        &mut self,
+        e: &ApiError,
+        phone: &PhoneNumber,
+        method: Method,
+        replace: Option<&str>,
+    ) -> Step<(PendingSend, bool)> {
+        self.log(
+            Record::message(
+                Level::Warning,
+                format!("{} cannot be used: {e}", method.name()),
+            )
+            .with("user", self.login.user)
+            .with("to", phone.masked_e164()),
+        );
+        self.unavailable.push(method);
+        if self.available_methods().is_empty() {
+            self.error(msg::NO_METHOD_REACHES)?;
+            return Err(Outcome::AuthErr);
+        }
+        let label = self.cfg.label(method).to_string();
+        self.error(&format!(
+            "A code cannot be sent to this number by {label}; choose another way."
+        ))?;
+        let next = self.choose_method()?;
+        self.send_locked(phone, next, replace)
+    }
+
+    /// The allowed methods, less those Twilio said cannot reach this number.
+    fn available_methods(&self) -> Vec<Method> {
+        self.cfg
+            .allowed_methods
+            .iter()
+            .copied()
+            .filter(|m| !self.unavailable.contains(m))
+            .collect()
     }
 
     fn prompt_for(&self, phone: &PhoneNumber, p: &PendingSend, reused: bool) -> String {
@@ -824,7 +909,7 @@ impl<'a, 'b> Flow<'a, 'b> {
                 (Outcome::AuthInfoUnavail, msg::UNAVAILABLE)
             }
             (_, Some(codes::BAD_CREDENTIALS)) => {
-                self.admin_error("Twilio rejected the credentials (error 20003); check account_sid and auth_token".into());
+                self.admin_error("Twilio rejected the credentials (error 20003); check account_sid and auth_token, or api_key_sid and api_key_secret".into());
                 (Outcome::ServiceErr, msg::SETUP_ERROR)
             }
             (_, Some(codes::NOT_FOUND)) => {
@@ -835,7 +920,19 @@ impl<'a, 'b> Flow<'a, 'b> {
                 (Outcome::ServiceErr, msg::SETUP_ERROR)
             }
             (_, Some(codes::MAX_SEND_ATTEMPTS)) => (Outcome::AuthErr, msg::SEND_LIMIT),
-            (_, Some(codes::TOO_MANY_REQUESTS)) => (Outcome::AuthErr, msg::RATE_LIMITED),
+            (_, Some(codes::TOO_MANY_REQUESTS | codes::TOO_MANY_CONCURRENT)) => {
+                (Outcome::AuthErr, msg::RATE_LIMITED)
+            }
+            (_, Some(codes::FRAUD_BLOCKED)) => {
+                self.log(
+                    Record::message(
+                        Level::Warning,
+                        "Twilio blocked sending to this number as suspected fraud (error 60410)",
+                    )
+                    .with("user", self.login.user),
+                );
+                (Outcome::AuthErr, msg::BLOCKED)
+            }
             _ => {
                 self.log(
                     Record::message(Level::Error, format!("Twilio refused to send a code: {e}"))
@@ -868,10 +965,12 @@ impl<'a, 'b> Flow<'a, 'b> {
                 (Outcome::AuthInfoUnavail, msg::UNAVAILABLE)
             }
             (_, Some(codes::BAD_CREDENTIALS)) => {
-                self.admin_error("Twilio rejected the credentials (error 20003); check account_sid and auth_token".into());
+                self.admin_error("Twilio rejected the credentials (error 20003); check account_sid and auth_token, or api_key_sid and api_key_secret".into());
                 (Outcome::ServiceErr, msg::SETUP_ERROR)
             }
-            (_, Some(codes::TOO_MANY_REQUESTS)) => (Outcome::AuthErr, msg::RATE_LIMITED),
+            (_, Some(codes::TOO_MANY_REQUESTS | codes::TOO_MANY_CONCURRENT)) => {
+                (Outcome::AuthErr, msg::RATE_LIMITED)
+            }
             _ => {
                 self.log(
                     Record::message(Level::Error, format!("Twilio refused to check a code: {e}"))

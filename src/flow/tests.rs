@@ -202,6 +202,9 @@ impl UserDb for FakeUsers {
     fn exists(&self, u: &str) -> bool {
         u == "alice"
     }
+    fn groups(&self, _: &str) -> Vec<String> {
+        vec!["alice".into(), "staff".into()]
+    }
 }
 
 struct FakeClock(Cell<u64>);
@@ -1286,4 +1289,117 @@ fn a_stored_number_from_a_refused_country_is_denied() {
     );
     assert!(w.api.calls().is_empty());
     assert_eq!(w.api.lookups.get(), 0, "no lookup on a plain login");
+}
+
+#[test]
+fn only_groups_exempt_groups_and_trusted_networks_skip_with_ignore() {
+    for (extra, rhost, want) in [
+        (
+            "only_groups = [\"admins\"]\n",
+            "192.0.2.7",
+            Some("not_in_only_groups"),
+        ),
+        ("only_groups = [\"staff\"]\n", "192.0.2.7", None),
+        (
+            "exempt_groups = [\"staff\"]\n",
+            "192.0.2.7",
+            Some("exempt_group:staff"),
+        ),
+        ("exempt_groups = [\"admins\"]\n", "192.0.2.7", None),
+        (
+            "trusted_networks = [\"192.0.2.0/24\"]\n",
+            "192.0.2.7",
+            Some("trusted_network:192.0.2.0/24"),
+        ),
+        (
+            "trusted_networks = [\"192.0.2.0/24\"]\n",
+            "198.51.100.1",
+            None,
+        ),
+        (
+            "trusted_networks = [\"0.0.0.0/0\"]\n",
+            "host.example.com",
+            None,
+        ),
+    ] {
+        let w = World::new(&format!("{SMS_ONLY}{extra}"));
+        let (o, conv) = w.login_from(rhost, &["123456"]);
+        match want {
+            Some(reason) => {
+                assert_eq!(o, Outcome::Ignore, "{extra}");
+                assert!(conv.shown.is_empty());
+                assert!(w.api.calls().is_empty());
+                assert_eq!(
+                    w.events("verification_skipped")[0].get("reason"),
+                    Some(reason)
+                );
+            }
+            None => assert_eq!(o, Outcome::Success, "{extra} {rhost}"),
+        }
+    }
+}
+
+fn send_error(code: u32, status: u16) -> ApiError {
+    ApiError::Twilio {
+        http_status: status,
+        code,
+        message: "m".into(),
+    }
+}
+
+#[test]
+fn more_send_errors() {
+    for (code, status, want, text) in [
+        (60212, 429, Outcome::AuthErr, msg::RATE_LIMITED),
+        (20429, 429, Outcome::AuthErr, msg::RATE_LIMITED),
+        (60410, 403, Outcome::AuthErr, msg::BLOCKED),
+        (60200, 400, Outcome::AuthErr, msg::SEND_FAILED),
+        (99999, 400, Outcome::AuthErr, msg::SEND_FAILED),
+    ] {
+        let r = failing_send(send_error(code, status));
+        assert_eq!(
+            (r.outcome, r.conv.errors()),
+            (want, vec![text.to_string()]),
+            "{code}"
+        );
+    }
+    let r = failing_send(send_error(60410, 403));
+    assert!(r
+        .log
+        .0
+        .borrow()
+        .iter()
+        .any(|x| x.level == Level::Warning && x.get("msg").unwrap_or("").contains("60410")));
+}
+
+#[test]
+fn channel_that_cannot_reach_the_number_offers_the_others() {
+    for code in [60205, 60223] {
+        let w = World::new("");
+        w.api
+            .send_errors
+            .borrow_mut()
+            .push_back(send_error(code, 400));
+        let (o, conv) = w.login(&["1", "2", "123456"]);
+        assert_eq!(o, Outcome::Success, "{code}");
+        assert_eq!(
+            conv.errors()[0],
+            "A code cannot be sent to this number by text message; choose another way."
+        );
+        assert!(
+            conv.prompts()[1].contains("1. voice call\n  2. WhatsApp\nEnter 1-2: "),
+            "{:?}",
+            conv.prompts()
+        );
+        assert!(matches!(
+            w.api.calls()[1],
+            Call::Send(_, Method::Whatsapp, _)
+        ));
+    }
+    // No other method allowed: denied with a clear message.
+    let r = failing_send(send_error(60205, 400));
+    assert_eq!(
+        (r.outcome, r.conv.errors()),
+        (Outcome::AuthErr, vec![msg::NO_METHOD_REACHES.to_string()])
+    );
 }
