@@ -23,3 +23,23 @@ pub trait Conversation {
     /// Plain information; the PAM shell drops these under PAM_SILENT.
     fn info(&mut self, text: &str) -> Result<(), ConvError>;
 }
+
+/// Text for a terminal: control characters (escape sequences among them)
+/// are dropped, except newlines. Config labels, Twilio's words and a phone
+/// command's output must not be able to drive the user's terminal.
+pub fn terminal_safe(text: &str) -> String {
+    text.chars()
+        .filter(|c| *c == '\n' || !c.is_control())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_sequences_are_removed() {
+        assert_eq!(terminal_safe("a\x1b[2Jb\r\nc\u{9b}d\0e"), "a[2Jb\ncde");
+        assert_eq!(terminal_safe("Enter 1-3:\n  1. x"), "Enter 1-3:\n  1. x");
+    }
+}

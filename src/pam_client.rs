@@ -132,6 +132,16 @@ impl<'a> Transaction<'a> {
         confdir: Option<&Path>,
         responder: Responder<'a>,
     ) -> Result<Transaction<'a>, String> {
+        Transaction::start_raw(service, user.as_bytes(), confdir, responder)
+    }
+
+    /// `start` with the user name as raw bytes (which need not be UTF-8).
+    pub fn start_raw(
+        service: &str,
+        user: &[u8],
+        confdir: Option<&Path>,
+        responder: Responder<'a>,
+    ) -> Result<Transaction<'a>, String> {
         let mut responder = Box::new(responder);
         let conv = Box::new(PamConv {
             conv: Some(conversation),

@@ -3,7 +3,7 @@
 
 use crate::clock::SystemClock;
 use crate::config::{Config, DEFAULT_PATH};
-use crate::conversation::{ConvError, Conversation};
+use crate::conversation::{terminal_safe, ConvError, Conversation};
 use crate::events::{EventSink, Level, Record, SystemLog};
 use crate::flow::{self, msg, Env, Login, Outcome};
 use crate::pam_ffi::*;
@@ -250,7 +250,7 @@ impl PamConversation {
         let Some(func) = conv.conv else {
             return Err(ConvError("no conversation function".into()));
         };
-        let text = CString::new(text.replace('\0', " ")).unwrap_or_default();
+        let text = CString::new(terminal_safe(text)).unwrap_or_default();
         let message = PamMessage {
             msg_style: style,
             msg: text.as_ptr(),

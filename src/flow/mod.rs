@@ -9,7 +9,7 @@
 //! running at once can never use more than `max_attempts` checks together.
 
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{wipe, Config};
 use crate::conversation::{ConvError, Conversation};
 use crate::events::{EventSink, Level, Record};
 use crate::method::Method;
@@ -666,8 +666,9 @@ impl<'a, 'b> Flow<'a, 'b> {
         // False once Twilio has said the verification is gone (expired, finished).
         let mut live = true;
         loop {
-            let answer = self.env.conv.prompt_echo_off(&prompt)?;
-            let answer = answer.trim();
+            let mut typed = self.env.conv.prompt_echo_off(&prompt)?;
+            let answer = typed.trim().to_string();
+            wipe(&mut typed);
             if answer.eq_ignore_ascii_case("r") || answer.eq_ignore_ascii_case("resend") {
                 let wait =
                     (pending.sent_at + self.cfg.retry_time).saturating_sub(self.env.clock.now());
@@ -685,7 +686,10 @@ impl<'a, 'b> Flow<'a, 'b> {
                 live = true;
                 continue;
             }
-            let Some(code) = normalise_code(answer) else {
+            let code = normalise_code(&answer);
+            let mut answer = answer;
+            wipe(&mut answer);
+            let Some(mut code) = code else {
                 self.invalid_entry(&mut invalid, msg::BAD_FORMAT)?;
                 continue;
             };
@@ -704,7 +708,9 @@ impl<'a, 'b> Flow<'a, 'b> {
                     return Ok(Outcome::MaxTries);
                 }
             };
-            match self.env.api.check(&pending.sid, &code) {
+            let checked = self.env.api.check(&pending.sid, &code);
+            wipe(&mut code);
+            match checked {
                 Ok(CheckResult::Approved) => return self.succeeded(pending),
                 Ok(CheckResult::Rejected) => {
                     self.log(

@@ -34,6 +34,8 @@ pub struct SimConfig {
     pub outbox: Option<PathBuf>,
     /// Print each delivered code on stdout, as a phone would show it.
     pub print: bool,
+    /// An API key (SID, secret) accepted besides the account's auth token.
+    pub api_key: Option<(String, String)>,
 }
 
 impl Default for SimConfig {
@@ -44,6 +46,7 @@ impl Default for SimConfig {
             service_sid: DEFAULT_SERVICE_SID.into(),
             outbox: None,
             print: false,
+            api_key: None,
         }
     }
 }
@@ -61,6 +64,12 @@ pub enum Fault {
     Garbage,
     /// Close the connection without answering.
     Close,
+    /// A Twilio error answer: HTTP status and error code.
+    Twilio(u16, u32),
+    /// A redirect to another URL (which must never be followed).
+    Redirect(String),
+    /// Any status with any body (e.g. JSON with missing fields or wrong types).
+    Body(u16, String),
 }
 
 impl Fault {
@@ -325,6 +334,7 @@ fn percent_decode(s: &str) -> String {
 fn respond(stream: &mut TcpStream, status: u16, content_type: &str, extra: &str, body: &str) {
     let reason = match status {
         200 => "OK",
+        302 => "Found",
         201 => "Created",
         400 => "Bad Request",
         401 => "Unauthorized",
@@ -394,6 +404,20 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
             respond_json(&mut stream, &a);
             return;
         }
+        Some(Fault::Twilio(status, code)) => {
+            let a = twilio_error(status, code, "Simulated error");
+            respond_json(&mut stream, &a);
+            return;
+        }
+        Some(Fault::Redirect(to)) => {
+            let location = format!("Location: {}\r\n", to.replace(['\r', '\n'], ""));
+            respond(&mut stream, 302, "text/plain", &location, "moved");
+            return;
+        }
+        Some(Fault::Body(status, body)) => {
+            respond(&mut stream, status, "application/json", "", &body);
+            return;
+        }
         Some(Fault::Delay(d)) => std::thread::sleep(d),
         None => {}
     }
@@ -415,7 +439,11 @@ fn is_authorized(req: &Request, cfg: &SimConfig) -> bool {
     let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
         return false;
     };
-    decoded == format!("{}:{}", cfg.account_sid, cfg.auth_token).as_bytes()
+    let key_ok = cfg
+        .api_key
+        .as_ref()
+        .is_some_and(|(sid, secret)| decoded == format!("{sid}:{secret}").as_bytes());
+    key_ok || decoded == format!("{}:{}", cfg.account_sid, cfg.auth_token).as_bytes()
 }
 
 fn route(req: &Request, form: &BTreeMap<String, String>, shared: &Shared) -> Answer {

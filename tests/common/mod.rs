@@ -89,7 +89,12 @@ pub fn module_path() -> PathBuf {
 impl Setup {
     /// Simulator, config (with `extra` keys) and a phone for USER.
     pub fn new(extra: &str) -> Setup {
-        let sim = Simulator::start("127.0.0.1:0", SimConfig::default()).expect("simulator");
+        Setup::with_simulator(SimConfig::default(), extra)
+    }
+
+    /// Like `new`, with a simulator configured by the test.
+    pub fn with_simulator(sim_config: SimConfig, extra: &str) -> Setup {
+        let sim = Simulator::start("127.0.0.1:0", sim_config).expect("simulator");
         let lab = Lab::new("t2fa-test").expect("lab");
         let module = module_path();
         lab.write_config(&sim, &with_test_defaults(extra))
@@ -302,5 +307,27 @@ impl Setup {
     pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
         let config = self.lab.config.to_str().unwrap();
         twilio_2fa(&[args, &["--config", config]].concat())
+    }
+}
+
+impl Setup {
+    /// Writes the test service as `text`, where `MODULE` stands for this
+    /// module with its config argument.
+    pub fn stack(&self, text: &str) {
+        let module = format!(
+            "{} config={}",
+            self.module.display(),
+            self.lab.config.display()
+        );
+        std::fs::write(
+            self.lab.confdir.join(SERVICE),
+            text.replace("MODULE", &module),
+        )
+        .unwrap();
+    }
+
+    /// Everything the module logged, for assertions on what it must never log.
+    pub fn log(&self) -> String {
+        self.lab.events()
     }
 }
