@@ -475,8 +475,9 @@ impl<'a, 'b> Flow<'a, 'b> {
                 .with("service", self.login.service),
         );
         let minutes = self.cfg.remember.div_ceil(60);
+        let unit = if minutes == 1 { "minute" } else { "minutes" };
         self.env.conv.info(&format!(
-            "Two-factor authentication skipped: you passed it from here within the last {minutes} minutes."
+            "Two-factor authentication skipped: you passed it from here within the last {minutes} {unit}."
         ))?;
         Ok(Outcome::Success)
     }
