@@ -275,7 +275,8 @@ impl Config {
 
 /// Turns toml's multi-line report into one line naming the key and line.
 fn toml_error(text: &str, e: &toml::de::Error) -> String {
-    let msg = e.message().trim().to_string();
+    // One line: toml's messages may span several.
+    let msg = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
     let Some(span) = e.span() else {
         return msg;
     };

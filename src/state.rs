@@ -132,6 +132,13 @@ pub fn read(store: &dyn StateStore, user: &str) -> Result<UserState, StateError>
     Ok(out)
 }
 
+/// Parses a state file's text; anything but a valid state is an error.
+pub fn parse_state(text: &str) -> Result<UserState, String> {
+    let state: UserState = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    state.validate()?;
+    Ok(state)
+}
+
 /// The state directory on disk.
 pub struct StateDir {
     pub path: PathBuf,
@@ -229,12 +236,7 @@ impl StateDir {
         let mut text = String::new();
         f.read_to_string(&mut text)
             .map_err(|e| StateError::Corrupt(format!("{shown}: {e}")))?;
-        let state: UserState = serde_json::from_str(&text)
-            .map_err(|e| StateError::Corrupt(format!("{shown}: {e}")))?;
-        state
-            .validate()
-            .map_err(|e| StateError::Corrupt(format!("{shown}: {e}")))?;
-        Ok(state)
+        parse_state(&text).map_err(|e| StateError::Corrupt(format!("{shown}: {e}")))
     }
 
     /// Replaces `file` atomically: a reader sees the old or the new state.

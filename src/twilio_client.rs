@@ -142,8 +142,10 @@ impl TwilioClient {
 }
 
 /// Turns a status and body into a JSON value or a typed error.
-fn interpret(status: u16, body: &str) -> Result<serde_json::Value, ApiError> {
-    if status >= 500 {
+pub fn interpret(status: u16, body: &str) -> Result<serde_json::Value, ApiError> {
+    // Twilio's own errors come with 4xx; anything else that is not 2xx
+    // (5xx, a redirect, an informational status) is no usable answer.
+    if !(200..300).contains(&status) && !(400..500).contains(&status) {
         return Err(ApiError::Unavailable(format!("HTTP {status} from Twilio")));
     }
     let json: Option<serde_json::Value> = serde_json::from_str(body).ok();
