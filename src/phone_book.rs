@@ -90,6 +90,11 @@ impl PhoneDirectory {
             return Ok(None);
         };
         let err = |e: String| SourceError(format!("phones.directory {}: {e}", file.display()));
+        // Whoever can write the directory can swap a user's number file.
+        match crate::state::check_dir_safety(&self.path, 0o022) {
+            Err(e) if self.path.exists() => return Err(err(e)),
+            _ => {}
+        }
         match std::fs::symlink_metadata(&file) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(err(e.to_string())),
@@ -331,8 +336,11 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
+    /// Under target/, not /tmp: the directory check refuses world-writable parents.
     fn tempdir(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("t2fa-{tag}-{}", std::process::id()));
+        let d = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("target/unit-tests")
+            .join(format!("t2fa-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d

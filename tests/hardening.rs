@@ -395,6 +395,12 @@ fn insecure_files_are_refused_with_a_message_that_says_how_to_fix_them() {
     );
     chmod(&s.lab.phones.join(USER), 0o600);
 
+    // The phones directory writable by others.
+    chmod(&s.lab.phones, 0o777);
+    s.login(vec![Answer::Code]).assert_rc(PAM_SERVICE_ERR);
+    chmod(&s.lab.phones, 0o700);
+    s.login(vec![Answer::Code]).assert_rc(PAM_SUCCESS);
+
     // users.toml owned by someone else.
     let users = s.lab.dir.join("users.toml");
     s.lab

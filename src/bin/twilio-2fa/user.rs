@@ -1,6 +1,7 @@
 //! `twilio-2fa user set|show|remove|list`: numbers on file, managed by root.
 
 use crate::admin_args::{self, AdminArgs};
+use pam_twilio_2fa::conversation::terminal_safe;
 use pam_twilio_2fa::events::Record;
 use pam_twilio_2fa::number_policy::{check_new_number, check_number};
 use pam_twilio_2fa::phone::PhoneNumber;
@@ -103,7 +104,8 @@ fn show(args: &[OsString]) -> Result<(), String> {
 /// A number that does not parse is still masked unless --full.
 fn mask_raw(raw: &str, full: bool) -> String {
     if full {
-        return raw.to_string();
+        // It came from a file or a program: it must not drive the terminal.
+        return terminal_safe(raw);
     }
     match PhoneNumber::parse(raw, "") {
         Ok(n) => n.masked_e164(),
