@@ -336,14 +336,11 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
-    /// Under target/, not /tmp: the directory check refuses world-writable parents.
-    fn tempdir(tag: &str) -> PathBuf {
-        let d = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("target/unit-tests")
-            .join(format!("t2fa-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
+    /// A private folder where the lab puts it (under /run as root): the
+    /// directory check refuses world-writable parents such as /tmp, and the
+    /// checkout itself may lie below one.
+    fn tempdir(tag: &str) -> crate::lab::Lab {
+        crate::lab::Lab::new(&format!("t2fa-unit-{tag}")).unwrap()
     }
 
     fn private(path: &Path, text: &str) {
@@ -353,7 +350,8 @@ mod tests {
 
     #[test]
     fn directory_source_never_leaves_its_directory() {
-        let dir = tempdir("phones");
+        let lab = tempdir("phones");
+        let dir = lab.dir.clone();
         std::fs::create_dir_all(dir.join("sub")).unwrap();
         private(&dir.join("alice"), "+12015552671\n");
         let src = PhoneDirectory {
@@ -365,23 +363,23 @@ mod tests {
         let src = PhoneDirectory { path: dir.clone() };
         assert_eq!(src.lookup("alice"), Ok(Some("+12015552671".into())));
         assert_eq!(src.lookup("bob"), Ok(None));
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn a_number_file_others_can_write_is_refused() {
-        let dir = tempdir("phones-unsafe");
+        let lab = tempdir("phones-unsafe");
+        let dir = lab.dir.clone();
         private(&dir.join("alice"), "+12015552671\n");
         std::fs::set_permissions(dir.join("alice"), std::fs::Permissions::from_mode(0o666))
             .unwrap();
         let src = PhoneDirectory { path: dir.clone() };
         assert!(src.lookup("alice").is_err());
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn first_source_wins_and_only_the_directory_is_changeable() {
-        let dir = tempdir("src");
+        let lab = tempdir("src");
+        let dir = lab.dir.clone();
         let file = dir.join("users.toml");
         private(&file, "[users]\nalice = \"+12015550001\"\n");
         private(&dir.join("alice"), "+12015550002");
@@ -403,7 +401,6 @@ mod tests {
         );
         private(&file, "[users\n");
         assert!(s.find("alice").is_err());
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
