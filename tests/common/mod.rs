@@ -331,3 +331,97 @@ impl Setup {
         self.lab.events()
     }
 }
+
+/// A throw-away local user with a password, removed (with its home) when dropped.
+pub struct TestUser {
+    pub name: String,
+    pub password: String,
+}
+
+impl TestUser {
+    pub fn new(tag: &str) -> TestUser {
+        assert_eq!(unsafe { libc::geteuid() }, 0, "creating users needs root");
+        let name = format!("t2fa{tag}{}", std::process::id());
+        let password = "T2fa-test-pass-1".to_string();
+        let _ = std::process::Command::new("userdel")
+            .args(["-r", &name])
+            .output();
+        let ok = std::process::Command::new("useradd")
+            .args(["-m", "-s", "/bin/sh", &name])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "useradd {name}");
+        let mut chpasswd = std::process::Command::new("chpasswd")
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        writeln!(chpasswd.stdin.take().unwrap(), "{name}:{password}").unwrap();
+        assert!(chpasswd.wait().unwrap().success());
+        TestUser { name, password }
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("pkill")
+            .args(["-KILL", "-u", &self.name])
+            .output();
+        let _ = std::process::Command::new("userdel")
+            .args(["-r", &self.name])
+            .output();
+    }
+}
+
+/// A file under /etc/pam.d (or anywhere) removed when dropped.
+pub struct TempFile(pub PathBuf);
+
+impl TempFile {
+    pub fn write(path: impl Into<PathBuf>, text: &str) -> TempFile {
+        let path = path.into();
+        std::fs::write(&path, text).unwrap();
+        TempFile(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Runs a command with a deadline; returns (exit success, stdout, stderr).
+pub fn run_with_deadline(cmd: &mut std::process::Command, secs: u64) -> (bool, String, String) {
+    use std::io::Read;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("command did not finish within {secs} s: {cmd:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (mut out, mut err) = (String::new(), String::new());
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (status.success(), out, err)
+}

@@ -1,0 +1,298 @@
+//! A real OpenSSH sshd on loopback whose PAM stack uses the module and the
+//! simulator, and the real `ssh` client, as an admin would deploy it. Needs
+//! root (a throw-away user, a file in /etc/pam.d) and openssh-server/-client.
+
+mod common;
+
+use common::*;
+use pam_twilio_2fa::simulator::SimConfig;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const COMMAND_OUTPUT: &str = "hello-from-sshd";
+
+struct Sshd {
+    child: Child,
+    port: u16,
+    _service: TempFile,
+    log: PathBuf,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts sshd with `methods` and a PAM stack whose auth section is `auth`
+/// (MODULE stands for the module with its config).
+fn start_sshd(s: &Setup, tag: &str, methods: &str, auth: &str) -> Sshd {
+    let dir = s.lab.dir.join(format!("sshd-{tag}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    let key = dir.join("host_key");
+    assert!(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap()
+        .success());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.join("sshd_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}/sshd.pid\nUsePAM yes\n\
+             KbdInteractiveAuthentication yes\nPasswordAuthentication no\nPubkeyAuthentication yes\n\
+             AuthenticationMethods {methods}\nMaxAuthTries 2\nUseDNS no\nLogLevel VERBOSE\n",
+            key.display(),
+            dir.display()
+        ),
+    )
+    .unwrap();
+    // OpenSSH 9.2 names its PAM service after argv[0]'s basename.
+    let service = format!("t2fa-sshd-{tag}-{}", std::process::id());
+    let exe = dir.join(&service);
+    std::os::unix::fs::symlink("/usr/sbin/sshd", &exe).unwrap();
+    let module = format!("{} config={}", s.module.display(), s.lab.config.display());
+    let stack = format!(
+        "{}\naccount required pam_unix.so\nsession required pam_permit.so\n",
+        auth.replace("MODULE", &module)
+    );
+    let pam_file = TempFile::write(PathBuf::from("/etc/pam.d").join(&service), &stack);
+    let log = dir.join("sshd.log");
+    let child = Command::new(&exe)
+        .args(["-D", "-e", "-f"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("sshd (openssh-server is installed by .ci/setup)");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "sshd did not start:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Sshd {
+        child,
+        port,
+        _service: pam_file,
+        log,
+    }
+}
+
+/// What the client's askpass script answers.
+enum Mode {
+    Right,
+    WrongCode,
+    WrongPassword,
+}
+
+/// Runs `ssh user@127.0.0.1 echo ...`, answering every prompt through
+/// SSH_ASKPASS. Returns (success, stdout, prompts seen).
+fn ssh(
+    s: &Setup,
+    sshd: &Sshd,
+    user: &TestUser,
+    mode: Mode,
+    key: Option<&Path>,
+) -> (bool, String, Vec<String>) {
+    let dir = s.lab.dir.join(format!("client-{}", sshd.port));
+    std::fs::create_dir_all(&dir).unwrap();
+    let prompts = dir.join("prompts");
+    let _ = std::fs::remove_file(&prompts);
+    let outbox = s.sim.config().outbox.clone().unwrap();
+    let (password, code) = match mode {
+        Mode::Right => (user.password.clone(), "latest".to_string()),
+        Mode::WrongCode => (user.password.clone(), "0000".to_string()),
+        Mode::WrongPassword => ("not-the-password".to_string(), "latest".to_string()),
+    };
+    let askpass = dir.join("askpass");
+    std::fs::write(
+        &askpass,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$1\" >> {prompts}\ncase \"$1\" in\n\
+             *assword*) echo '{password}' ;;\n\
+             *'Enter code'*) if [ '{code}' = latest ]; then sed -n 's/.*\"code\":\"\\([0-9]*\\)\".*/\\1/p' {outbox} | tail -n 1; else echo '{code}'; fi ;;\n\
+             *) echo ;;\nesac\n",
+            prompts = prompts.display(),
+            outbox = outbox.display(),
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mut cmd = Command::new("setsid");
+    cmd.arg("-w")
+        .arg("ssh")
+        .args(["-p", &sshd.port.to_string()])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+        ])
+        .args([
+            "-o",
+            "BatchMode=no",
+            "-o",
+            "NumberOfPasswordPrompts=1",
+            "-o",
+            "ConnectTimeout=10",
+        ])
+        .args(["-o", "IdentitiesOnly=yes", "-F", "/dev/null"]);
+    match key {
+        Some(k) => cmd.arg("-i").arg(k),
+        None => cmd.args(["-o", "PubkeyAuthentication=no"]),
+    };
+    cmd.arg(format!("{}@127.0.0.1", user.name))
+        .arg(format!("echo {COMMAND_OUTPUT}"))
+        .env("SSH_ASKPASS", &askpass)
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .env("DISPLAY", ":0")
+        .stdin(Stdio::null());
+    let (ok, out, err) = run_with_deadline(&mut cmd, 60);
+    let seen = std::fs::read_to_string(&prompts).unwrap_or_default();
+    let _ = err;
+    (ok, out, seen.lines().map(String::from).collect())
+}
+
+fn setup_for(user: &TestUser, tag: &str) -> Setup {
+    let outbox = std::env::temp_dir().join(format!("t2fa-outbox-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_file(&outbox);
+    let s = Setup::with_simulator(
+        SimConfig {
+            outbox: Some(outbox),
+            ..SimConfig::default()
+        },
+        "allowed_methods = [\"sms\"]\n",
+    );
+    s.lab.set_phone(&user.name, PHONE).unwrap();
+    s
+}
+
+const PASSWORD_THEN_CODE: &str = "auth requisite pam_unix.so\nauth required MODULE";
+
+#[test]
+fn password_then_code_over_ssh() {
+    let user = TestUser::new("s");
+    let s = setup_for(&user, "pw");
+    let sshd = start_sshd(&s, "pw", "keyboard-interactive", PASSWORD_THEN_CODE);
+
+    let (ok, out, prompts) = ssh(&s, &sshd, &user, Mode::Right, None);
+    let log = || std::fs::read_to_string(&sshd.log).unwrap_or_default();
+    assert!(ok, "ssh failed; prompts {prompts:?}\nsshd log:\n{}", log());
+    assert_eq!(out.trim(), COMMAND_OUTPUT);
+    assert!(
+        prompts.iter().any(|p| p.contains("Password")),
+        "{prompts:?}"
+    );
+    assert!(
+        prompts
+            .iter()
+            .any(|p| p.contains("Code sent by text message to (XXX) XXX-2671. Enter code:")),
+        "the client sees the module's prompt: {prompts:?}"
+    );
+    assert!(
+        s.log()
+            .contains(&format!("event=verification_success user={}", user.name)),
+        "{}",
+        s.log()
+    );
+    assert!(s.log().contains("rhost=127.0.0.1"), "{}", s.log());
+}
+
+#[test]
+fn wrong_codes_are_rejected_over_ssh() {
+    let user = TestUser::new("w");
+    let s = setup_for(&user, "wc");
+    let sshd = start_sshd(&s, "wc", "keyboard-interactive", PASSWORD_THEN_CODE);
+    let (ok, out, prompts) = ssh(&s, &sshd, &user, Mode::WrongCode, None);
+    assert!(!ok, "logged in with a wrong code");
+    assert!(!out.contains(COMMAND_OUTPUT));
+    assert!(
+        prompts.iter().any(|p| p.contains("Enter code")),
+        "{prompts:?}"
+    );
+    assert!(s.log().contains("reason=wrong_code"), "{}", s.log());
+}
+
+#[test]
+fn a_wrong_password_sends_no_code() {
+    let user = TestUser::new("p");
+    let s = setup_for(&user, "wp");
+    let sshd = start_sshd(&s, "wp", "keyboard-interactive", PASSWORD_THEN_CODE);
+    let (ok, _, prompts) = ssh(&s, &sshd, &user, Mode::WrongPassword, None);
+    assert!(!ok);
+    assert!(
+        prompts.iter().all(|p| !p.contains("Enter code")),
+        "{prompts:?}"
+    );
+    assert!(
+        s.sim.deliveries().is_empty(),
+        "a code was sent after a wrong password"
+    );
+    assert!(s.sim.received().is_empty());
+}
+
+#[test]
+fn key_then_code_over_ssh() {
+    let user = TestUser::new("k");
+    let s = setup_for(&user, "key");
+    // The user's key: the first factor, checked by sshd itself.
+    let key = s.lab.dir.join("client_key");
+    assert!(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap()
+        .success());
+    let home = PathBuf::from(format!("/home/{}", user.name));
+    let ssh_dir = home.join(".ssh");
+    std::fs::create_dir_all(&ssh_dir).unwrap();
+    std::fs::copy(key.with_extension("pub"), ssh_dir.join("authorized_keys")).unwrap();
+    assert!(Command::new("chown")
+        .args(["-R", &format!("{0}:{0}", user.name)])
+        .arg(&ssh_dir)
+        .status()
+        .unwrap()
+        .success());
+    std::fs::set_permissions(&ssh_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+
+    let sshd = start_sshd(
+        &s,
+        "key",
+        "publickey,keyboard-interactive",
+        "auth required MODULE",
+    );
+    let (ok, out, prompts) = ssh(&s, &sshd, &user, Mode::Right, Some(&key));
+    assert!(
+        ok,
+        "prompts {prompts:?}\n{}",
+        std::fs::read_to_string(&sshd.log).unwrap_or_default()
+    );
+    assert_eq!(out.trim(), COMMAND_OUTPUT);
+    assert!(
+        prompts.iter().all(|p| !p.contains("Password")),
+        "no password with a key: {prompts:?}"
+    );
+    assert!(
+        prompts.iter().any(|p| p.contains("Enter code")),
+        "{prompts:?}"
+    );
+
+    // Without the key, keyboard-interactive alone is not enough.
+    let (ok, _, _) = ssh(&s, &sshd, &user, Mode::Right, None);
+    assert!(!ok);
+}
