@@ -437,3 +437,13 @@ fn pam_silent_still_shows_what_the_user_must_know() {
     assert_eq!(r.errors(), vec!["That code was not correct."]);
     assert!(r.of(Style::Info).is_empty());
 }
+
+#[test]
+fn send_and_check_share_one_connection() {
+    let s = Setup::sms("");
+    s.login(vec![Answer::WrongCode, Answer::Code])
+        .assert_rc(PAM_SUCCESS);
+    let st = s.sim.stats();
+    assert_eq!(st.requests, 3, "send, wrong check, right check");
+    assert_eq!(st.connections, 1, "one TCP connection per login");
+}

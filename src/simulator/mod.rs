@@ -107,6 +107,33 @@ pub struct Received {
     pub user_agent: String,
 }
 
+/// What the benchmark reads: connections accepted, requests answered, and
+/// the time spent answering them.
+#[derive(Default)]
+struct Stats {
+    connections: std::sync::atomic::AtomicU64,
+    requests: std::sync::atomic::AtomicU64,
+    busy_micros: std::sync::atomic::AtomicU64,
+}
+
+/// A snapshot of the simulator's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct StatsSnapshot {
+    pub connections: u64,
+    pub requests: u64,
+    pub busy_micros: u64,
+}
+
+impl Stats {
+    fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            connections: self.connections.load(Ordering::SeqCst),
+            requests: self.requests.load(Ordering::SeqCst),
+            busy_micros: self.busy_micros.load(Ordering::SeqCst),
+        }
+    }
+}
+
 struct Shared {
     cfg: SimConfig,
     state: Mutex<VerifyState>,
@@ -114,6 +141,7 @@ struct Shared {
     received: Mutex<Vec<Received>>,
     started: Instant,
     start_epoch: u64,
+    stats: Stats,
     offset: Mutex<u64>,
 }
 
@@ -147,6 +175,7 @@ impl Simulator {
             faults: Mutex::new(VecDeque::new()),
             received: Mutex::new(Vec::new()),
             started: Instant::now(),
+            stats: Stats::default(),
             start_epoch: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())
@@ -210,6 +239,11 @@ impl Simulator {
         *lock(&self.shared.offset) += secs;
     }
 
+    /// Connections accepted, requests answered, time spent answering.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared.stats.snapshot()
+    }
+
     /// Sets the line type Lookups reports for an E.164 number (default "mobile").
     pub fn set_line_type(&self, e164: &str, kind: &str) {
         lock(&self.shared.state)
@@ -243,8 +277,7 @@ impl Request {
     }
 }
 
-fn read_request(stream: &TcpStream) -> Option<Request> {
-    let mut reader = BufReader::new(stream.try_clone().ok()?);
+fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
     let mut head = Vec::new();
     let mut line = String::new();
     loop {
@@ -331,7 +364,19 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Answers and closes the connection (faults, errors).
 fn respond(stream: &mut TcpStream, status: u16, content_type: &str, extra: &str, body: &str) {
+    write_response(stream, status, content_type, extra, body, false);
+}
+
+fn write_response(
+    stream: &mut TcpStream,
+    status: u16,
+    content_type: &str,
+    extra: &str,
+    body: &str,
+    keep_alive: bool,
+) {
     let reason = match status {
         200 => "OK",
         302 => "Found",
@@ -345,8 +390,9 @@ fn respond(stream: &mut TcpStream, status: u16, content_type: &str, extra: &str,
         _ => "Status",
     };
     let msg = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n{body}",
-        body.len()
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: {}\r\n{extra}\r\n{body}",
+        body.len(),
+        if keep_alive { "keep-alive" } else { "close" }
     );
     let _ = stream.write_all(msg.as_bytes());
     let _ = stream.flush();
@@ -362,18 +408,41 @@ fn respond_json(stream: &mut TcpStream, a: &Answer) {
     );
 }
 
+/// Serves one connection: HTTP/1.1 keep-alive, as Twilio does, so a client
+/// can send and check over one connection.
 fn serve(mut stream: TcpStream, shared: &Shared) {
+    shared.stats.connections.fetch_add(1, Ordering::SeqCst);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-    let Some(req) = read_request(&stream) else {
+    let Ok(clone) = stream.try_clone() else {
         return;
     };
+    let mut reader = BufReader::new(clone);
+    while let Some(req) = read_request(&mut reader) {
+        let started = Instant::now();
+        let keep = answer(&mut stream, &req, shared);
+        if !req.path.starts_with("/_simulator/") {
+            let busy = started.elapsed().as_micros() as u64;
+            shared.stats.busy_micros.fetch_add(busy, Ordering::SeqCst);
+            shared.stats.requests.fetch_add(1, Ordering::SeqCst);
+        }
+        if !keep {
+            return;
+        }
+    }
+}
+
+/// Answers one request; false when the connection must close after it.
+fn answer(stream: &mut TcpStream, req: &Request, shared: &Shared) -> bool {
+    let client_keeps = !req
+        .header("connection")
+        .is_some_and(|c| c.eq_ignore_ascii_case("close"));
     if let Some(control) = req.path.strip_prefix("/_simulator/") {
-        let a = control_request(control, &req, shared);
-        respond_json(&mut stream, &a);
-        return;
+        let a = control_request(control, req, shared);
+        respond_json(stream, &a);
+        return false;
     }
     let form = parse_form(&String::from_utf8_lossy(&req.body));
-    let authorized = is_authorized(&req, &shared.cfg);
+    let authorized = is_authorized(req, &shared.cfg);
     lock(&shared.received).push(Received {
         method: req.method.clone(),
         path: req.path.clone(),
@@ -383,50 +452,58 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
     });
     let fault = lock(&shared.faults).pop_front();
     match fault {
-        Some(Fault::Close) => return,
+        Some(Fault::Close) => return false,
         Some(Fault::Garbage) => {
-            respond(&mut stream, 200, "text/html", "", "<html>not json</html>");
-            return;
+            respond(stream, 200, "text/html", "", "<html>not json</html>");
+            return false;
         }
         Some(Fault::TooManyRequests) => {
             let a = twilio_error(429, 20429, "Too many requests");
             respond(
-                &mut stream,
+                stream,
                 429,
                 "application/json",
                 "Retry-After: 1\r\n",
                 &a.body.to_string(),
             );
-            return;
+            return false;
         }
         Some(Fault::Status(code)) => {
             let a = twilio_error(code, 20500, "Internal Server Error");
-            respond_json(&mut stream, &a);
-            return;
+            respond_json(stream, &a);
+            return false;
         }
         Some(Fault::Twilio(status, code)) => {
             let a = twilio_error(status, code, "Simulated error");
-            respond_json(&mut stream, &a);
-            return;
+            respond_json(stream, &a);
+            return false;
         }
         Some(Fault::Redirect(to)) => {
             let location = format!("Location: {}\r\n", to.replace(['\r', '\n'], ""));
-            respond(&mut stream, 302, "text/plain", &location, "moved");
-            return;
+            respond(stream, 302, "text/plain", &location, "moved");
+            return false;
         }
         Some(Fault::Body(status, body)) => {
-            respond(&mut stream, status, "application/json", "", &body);
-            return;
+            respond(stream, status, "application/json", "", &body);
+            return false;
         }
         Some(Fault::Delay(d)) => std::thread::sleep(d),
         None => {}
     }
     if !authorized {
-        respond_json(&mut stream, &twilio_error(401, 20003, "Authenticate"));
-        return;
+        respond_json(stream, &twilio_error(401, 20003, "Authenticate"));
+        return false;
     }
-    let answer = route(&req, &form, shared);
-    respond_json(&mut stream, &answer);
+    let a = route(req, &form, shared);
+    write_response(
+        stream,
+        a.status,
+        "application/json",
+        "",
+        &a.body.to_string(),
+        client_keeps,
+    );
+    client_keeps
 }
 
 fn is_authorized(req: &Request, cfg: &SimConfig) -> bool {
@@ -546,6 +623,7 @@ fn control_request(path: &str, req: &Request, shared: &Shared) -> Answer {
         }
         "outbox" => ok(json!(lock(&shared.state).deliveries)),
         "requests" => ok(json!(*lock(&shared.received))),
+        "stats" => ok(json!(shared.stats.snapshot())),
         _ => twilio_error(404, 20404, "unknown control endpoint"),
     }
 }
