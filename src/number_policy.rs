@@ -83,6 +83,11 @@ pub fn check_number(raw: &str, cfg: &Config) -> Result<PhoneNumber, Rejection> {
         ParseError::Invalid => Rejection::NotANumber,
         ParseError::NeedsCountryCode => Rejection::NeedsCountryCode,
     })?;
+    check_country(n, cfg)
+}
+
+/// The country policy alone, for a number already parsed (e.g. from the cache).
+pub fn check_country(n: PhoneNumber, cfg: &Config) -> Result<PhoneNumber, Rejection> {
     let region = n.region().map(str::to_string);
     let allowed = region.as_ref().is_some_and(|r| {
         cfg.allowed_countries.contains(r) && !cfg.disallowed_countries.contains(r)

@@ -9,6 +9,23 @@ pub struct PhoneNumber {
     national: String,
     /// ISO region ("US", "GB"), when the number belongs to one.
     region: Option<String>,
+    /// Digits of the country calling code (1 for +1, 2 for +44).
+    cc_len: usize,
+}
+
+/// What parsing found, to be kept (in the user's state) so that later
+/// logins need not load the phone-number metadata: that first parse costs
+/// tens of milliseconds per process, and every login is a fresh process.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParsedNumber {
+    /// The text the source gave, and the region it was read in.
+    pub raw: String,
+    pub default_region: String,
+    pub e164: String,
+    pub national: String,
+    pub region: Option<String>,
+    pub cc_len: usize,
 }
 
 // Full numbers must not leak through `{:?}` into a log line.
@@ -65,6 +82,37 @@ impl PhoneNumber {
             e164: n.format().mode(phonenumber::Mode::E164).to_string(),
             national: n.format().mode(phonenumber::Mode::National).to_string(),
             region: n.country().id().map(|id| id.as_ref().to_string()),
+            cc_len: n.code().value().to_string().len(),
+        })
+    }
+
+    /// For the cache: what this parse of `raw` (in `default_region`) found.
+    pub fn to_parsed(&self, raw: &str, default_region: &str) -> ParsedNumber {
+        ParsedNumber {
+            raw: raw.to_string(),
+            default_region: default_region.to_string(),
+            e164: self.e164.clone(),
+            national: self.national.clone(),
+            region: self.region.clone(),
+            cc_len: self.cc_len,
+        }
+    }
+
+    /// From the cache, when it is for this very `raw` text and region; a
+    /// cache entry that does not look like a parse result is ignored.
+    pub fn from_parsed(p: &ParsedNumber, raw: &str, default_region: &str) -> Option<PhoneNumber> {
+        let digits = p.e164.strip_prefix('+')?;
+        let sane = p.raw == raw
+            && p.default_region == default_region
+            && (2..=15).contains(&digits.len())
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && (1..=3).contains(&p.cc_len)
+            && !p.national.chars().any(|c| c.is_control());
+        sane.then(|| PhoneNumber {
+            e164: p.e164.clone(),
+            national: p.national.clone(),
+            region: p.region.clone(),
+            cc_len: p.cc_len,
         })
     }
 
@@ -91,7 +139,7 @@ impl PhoneNumber {
     /// For logs: the country code and the last four digits, e.g. "+1******2671".
     pub fn masked_e164(&self) -> String {
         let digits: Vec<char> = self.e164.chars().skip(1).collect();
-        let cc_len = country_code_len(&self.e164);
+        let cc_len = self.cc_len;
         digits
             .iter()
             .enumerate()
@@ -132,12 +180,6 @@ fn mask_digits(s: &str, with: char) -> String {
             c
         })
         .collect()
-}
-
-fn country_code_len(e164: &str) -> usize {
-    phonenumber::parse(None, e164)
-        .map(|n| n.code().value().to_string().len())
-        .unwrap_or(1)
 }
 
 #[cfg(test)]

@@ -29,6 +29,9 @@ pub struct UserState {
     /// Where the user last passed the second factor from.
     #[serde(default)]
     pub remembered: Vec<Remembered>,
+    /// The user's number as last parsed, so logins skip the metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<crate::phone::ParsedNumber>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,12 +163,16 @@ impl StateDir {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 use std::os::unix::fs::DirBuilderExt;
-                std::fs::DirBuilder::new()
-                    .mode(0o700)
-                    .create(&self.path)
-                    .map_err(|e| {
-                        StateError::Unsafe(format!("{}: cannot create: {e}", self.path.display()))
-                    })?;
+                let made = std::fs::DirBuilder::new().mode(0o700).create(&self.path);
+                // Another login may have made it a moment ago: that is fine,
+                // the safety check below judges what is there.
+                made.or_else(|e| match e.kind() {
+                    std::io::ErrorKind::AlreadyExists => Ok(()),
+                    _ => Err(e),
+                })
+                .map_err(|e| {
+                    StateError::Unsafe(format!("{}: cannot create: {e}", self.path.display()))
+                })?;
             }
             Err(e) => return Err(StateError::Unsafe(format!("{}: {e}", self.path.display()))),
         }
@@ -438,5 +445,20 @@ mod tests {
             !s.is_remembered("rhost:192.0.2.1", 201, 1000),
             "oldest dropped"
         );
+    }
+
+    #[test]
+    fn logins_creating_the_state_directory_at_once_all_succeed() {
+        let lab = crate::lab::Lab::new("t2fa-unit-state").unwrap();
+        let path = lab.dir.join("state");
+        let threads: Vec<_> = (0..16)
+            .map(|_| {
+                let p = path.clone();
+                std::thread::spawn(move || StateDir::new(p, Duration::from_secs(1)).ensure())
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(t.join().unwrap(), Ok(()));
+        }
     }
 }

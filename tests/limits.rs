@@ -407,3 +407,39 @@ fn admin_commands_refuse_non_root() {
         assert!(err.contains("must be run as root"), "{cmd}: {err}");
     }
 }
+
+#[test]
+fn the_parsed_number_is_cached_and_follows_the_source() {
+    let s = Setup::sms("");
+    s.login(vec![Answer::Code]).assert_rc(PAM_SUCCESS);
+    let cached = state_of(&s, USER)
+        .number
+        .expect("cached after the first login");
+    assert_eq!((cached.raw.as_str(), cached.e164.as_str()), (PHONE, PHONE));
+    assert_eq!(cached.region.as_deref(), Some("US"));
+
+    // The source changes: the new number is parsed, used and cached.
+    s.lab.set_phone(USER, "(201) 555-0123").unwrap();
+    s.login(vec![Answer::Code]).assert_rc(PAM_SUCCESS);
+    assert_eq!(
+        s.sends().last().unwrap().form.get("To").map(String::as_str),
+        Some("+12015550123")
+    );
+    assert_eq!(state_of(&s, USER).number.unwrap().e164, "+12015550123");
+
+    // A cached entry that is not a parse result is ignored, not trusted.
+    let file = s.lab.state_dir.join("u-root");
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("\"e164\": \"+12015550123\"", "\"e164\": \"+1900../x\"");
+    assert!(
+        text.contains("+1900../x"),
+        "the cache entry was not altered:\n{text}"
+    );
+    s.lab.write_private(&file, &text).unwrap();
+    s.login(vec![Answer::Code]).assert_rc(PAM_SUCCESS);
+    assert_eq!(
+        s.sends().last().unwrap().form.get("To").map(String::as_str),
+        Some("+12015550123")
+    );
+}

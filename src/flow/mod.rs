@@ -13,7 +13,9 @@ use crate::config::{wipe, Config};
 use crate::conversation::{ConvError, Conversation};
 use crate::events::{EventSink, Level, Record};
 use crate::method::Method;
-use crate::number_policy::{check_new_number, check_number, LineTypeLookup, Rejection};
+use crate::number_policy::{
+    check_country, check_new_number, check_number, LineTypeLookup, Rejection,
+};
 use crate::phone::PhoneNumber;
 use crate::phone_book::{Found, PhoneBook};
 use crate::state::{PendingSend, StateError, StateStore, UserState};
@@ -229,7 +231,7 @@ impl<'a, 'b> Flow<'a, 'b> {
         let Some(found) = self.find_number()? else {
             return self.register();
         };
-        let phone = self.stored_number(&found)?;
+        let phone = self.stored_number(&found, &st)?;
         let changeable = self.cfg.allow_change && found.changeable && self.env.phones.can_store();
         let choice = match reusable(&st, &phone, now, self.cfg.retry_time) {
             Some(p) => Choice::Send(p.method),
@@ -362,8 +364,25 @@ impl<'a, 'b> Flow<'a, 'b> {
     }
 
     /// A number from a source must still pass the country policy.
-    fn stored_number(&mut self, found: &Found) -> Step<PhoneNumber> {
-        match check_number(&found.number, self.cfg) {
+    fn stored_number(&mut self, found: &Found, st: &UserState) -> Step<PhoneNumber> {
+        let region = &self.cfg.default_region;
+        let cached = st
+            .number
+            .as_ref()
+            .and_then(|p| PhoneNumber::from_parsed(p, &found.number, region));
+        let checked = match cached {
+            // The policy is checked every time; only the parse is cached.
+            Some(n) => check_country(n, self.cfg),
+            None => {
+                let checked = check_number(&found.number, self.cfg);
+                if let Ok(n) = &checked {
+                    let parsed = n.to_parsed(&found.number, region);
+                    self.state_update(&mut |st| st.number = Some(parsed.clone()))?;
+                }
+                checked
+            }
+        };
+        match checked {
             Ok(n) => Ok(n),
             Err(r) => {
                 self.log(

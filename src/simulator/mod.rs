@@ -411,7 +411,7 @@ fn respond_json(stream: &mut TcpStream, a: &Answer) {
 /// Serves one connection: HTTP/1.1 keep-alive, as Twilio does, so a client
 /// can send and check over one connection.
 fn serve(mut stream: TcpStream, shared: &Shared) {
-    shared.stats.connections.fetch_add(1, Ordering::SeqCst);
+    let mut counted = false;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
     let Ok(clone) = stream.try_clone() else {
         return;
@@ -421,6 +421,11 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
         let started = Instant::now();
         let keep = answer(&mut stream, &req, shared);
         if !req.path.starts_with("/_simulator/") {
+            // Connections that carry API requests, not the control ones.
+            if !counted {
+                shared.stats.connections.fetch_add(1, Ordering::SeqCst);
+                counted = true;
+            }
             let busy = started.elapsed().as_micros() as u64;
             shared.stats.busy_micros.fetch_add(busy, Ordering::SeqCst);
             shared.stats.requests.fetch_add(1, Ordering::SeqCst);

@@ -1,0 +1,95 @@
+//! One complete PAM authentication in a fresh process, answered without a
+//! person, for bench/run. Prints one JSON line with its own resource use.
+//!
+//! usage: pam_login_driver CONFDIR SERVICE USER none
+//!        pam_login_driver CONFDIR SERVICE USER outbox FILE E164
+//!        pam_login_driver CONFDIR SERVICE USER totp BASE32_SECRET
+
+use pam_twilio_2fa::pam_client::{code_name, Style, Transaction};
+use std::path::Path;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+fn main() {
+    let started = Instant::now();
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() < 5 {
+        eprintln!("usage: pam_login_driver CONFDIR SERVICE USER none|outbox FILE E164|totp SECRET");
+        std::process::exit(2);
+    }
+    let (confdir, service, user, mode) = (&args[1], &args[2], &args[3], args[4].as_str());
+    let rest = args[5..].to_vec();
+    let responder = Box::new(move |style: Style, text: &str| -> Option<String> {
+        if !matches!(style, Style::EchoOff | Style::EchoOn) {
+            return Some(String::new());
+        }
+        match mode {
+            "outbox" => latest_code(&rest[0], &rest[1]),
+            "totp" => Some(totp(&rest[0])),
+            _ => {
+                eprintln!("unexpected prompt: {text}");
+                None
+            }
+        }
+    });
+    let mut tx =
+        Transaction::start(service, user, Some(Path::new(confdir)), responder).expect("pam_start");
+    let rc = tx.authenticate(0);
+    drop(tx);
+    let wall = started.elapsed().as_micros();
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let us = |t: libc::timeval| t.tv_sec as i64 * 1_000_000 + t.tv_usec as i64;
+    println!(
+        "{{\"rc\":{rc},\"rc_name\":\"{}\",\"wall_us\":{wall},\"user_us\":{},\"sys_us\":{},\"maxrss_kb\":{}}}",
+        code_name(rc),
+        us(ru.ru_utime),
+        us(ru.ru_stime),
+        ru.ru_maxrss
+    );
+    std::process::exit(if rc == 0 { 0 } else { 1 });
+}
+
+/// The newest code the simulator delivered to `to`.
+fn latest_code(outbox: &str, to: &str) -> Option<String> {
+    let text = std::fs::read_to_string(outbox).ok()?;
+    text.lines().rev().find_map(|l| {
+        let v: serde_json::Value = serde_json::from_str(l).ok()?;
+        (v["to"] == to).then(|| v["code"].as_str().map(String::from))?
+    })
+}
+
+/// RFC 6238 TOTP (SHA-1, 30 s, 6 digits), as google-authenticator expects.
+fn totp(secret_b32: &str) -> String {
+    let key = base32_decode(secret_b32);
+    let counter = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 30;
+    let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &key);
+    let mac = ring::hmac::sign(&k, &counter.to_be_bytes());
+    let h = mac.as_ref();
+    let off = (h[19] & 0x0f) as usize;
+    let bin = u32::from_be_bytes([h[off] & 0x7f, h[off + 1], h[off + 2], h[off + 3]]);
+    format!("{:06}", bin % 1_000_000)
+}
+
+fn base32_decode(s: &str) -> Vec<u8> {
+    let mut bits = 0u64;
+    let mut n = 0;
+    let mut out = Vec::new();
+    for c in s.bytes().filter(|c| *c != b'=') {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'2'..=b'7' => c - b'2' + 26,
+            _ => continue,
+        };
+        bits = (bits << 5) | u64::from(v);
+        n += 5;
+        if n >= 8 {
+            out.push((bits >> (n - 8)) as u8);
+            n -= 8;
+        }
+    }
+    out
+}
