@@ -38,7 +38,7 @@ fn main() {
     let wall = started.elapsed().as_micros();
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let us = |t: libc::timeval| t.tv_sec as i64 * 1_000_000 + t.tv_usec as i64;
+    let us = |t: libc::timeval| t.tv_sec * 1_000_000 + t.tv_usec;
     println!(
         "{{\"rc\":{rc},\"rc_name\":\"{}\",\"wall_us\":{wall},\"user_us\":{},\"sys_us\":{},\"maxrss_kb\":{}}}",
         code_name(rc),
