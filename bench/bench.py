@@ -255,6 +255,9 @@ def write_report(results, ok50, wall50, names20, wall20, state_ok, size, instr_b
     ]
     for what, got, ok in checks:
         lines.append(f"| {what} | {got} | {'yes' if ok else '**no**'} |")
+    history = os.path.join(ROOT, "bench", "HISTORY.md")
+    if os.path.exists(history):
+        lines += ["", open(history).read().rstrip()]
     with open(os.path.join(ROOT, "BENCHMARKS.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
