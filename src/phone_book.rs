@@ -7,7 +7,7 @@
 use crate::config::{check_file_safety, Config};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -124,22 +124,8 @@ impl PhoneDirectory {
         crate::state::check_dir_safety(&self.path, 0o022).map_err(err)?;
         // Dot-names never belong to a user (see is_safe_file_name).
         let tmp = self.path.join(format!(".{user}.tmp"));
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&tmp)
-            .map_err(|e| err(e.to_string()))?;
-        f.write_all(format!("{e164}\n").as_bytes())
-            .and_then(|_| f.sync_all())
-            .map_err(|e| err(e.to_string()))?;
-        std::fs::rename(&tmp, &file).map_err(|e| err(e.to_string()))?;
-        if let Ok(d) = std::fs::File::open(&self.path) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        crate::state::replace_file(&tmp, &file, format!("{e164}\n").as_bytes())
+            .map_err(|e| err(e.to_string()))
     }
 
     /// Removes a user's number; `Ok(false)` if there was none.

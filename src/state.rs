@@ -248,29 +248,12 @@ impl StateDir {
 
     /// Replaces `file` atomically: a reader sees the old or the new state.
     fn save(&self, file: &Path, state: &UserState) -> Result<(), StateError> {
-        let tmp = with_suffix(file, ".tmp");
-        let io = |e: std::io::Error| StateError::Io(format!("{}: {e}", tmp.display()));
         let text =
             serde_json::to_string_pretty(state).map_err(|e| StateError::Io(e.to_string()))?;
         // Only the lock holder writes the temporary file, so a fixed name is safe.
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&tmp)
-            .map_err(io)?;
-        f.write_all(text.as_bytes()).map_err(io)?;
-        f.write_all(b"\n").map_err(io)?;
-        f.sync_all().map_err(io)?;
-        drop(f);
-        std::fs::rename(&tmp, file).map_err(io)?;
-        // Make the rename itself durable.
-        if let Ok(d) = File::open(&self.path) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        let tmp = with_suffix(file, ".tmp");
+        replace_file(&tmp, file, format!("{text}\n").as_bytes())
+            .map_err(|e| StateError::Io(format!("{}: {e}", tmp.display())))
     }
 
     /// Replaces a user's state with `f`'s result even if the file is corrupt:
@@ -354,6 +337,30 @@ pub(crate) fn check_dir_safety(path: &Path, forbidden: u32) -> Result<(), String
                 md.uid(),
                 md.mode() & 0o7777
             ));
+        }
+    }
+    Ok(())
+}
+
+/// Replaces `file` with `contents` (mode 0600) so that a reader, or a
+/// process killed at any instant, sees the old or the new file, never a
+/// torn one: write `tmp` (same directory), fsync, rename, fsync the directory.
+pub(crate) fn replace_file(tmp: &Path, file: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(tmp)?;
+    f.write_all(contents)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(tmp, file)?;
+    // Make the rename itself durable.
+    if let Some(dir) = file.parent() {
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
         }
     }
     Ok(())
