@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -46,21 +46,7 @@ fn pamtester(service: &str, answer_after_send: Option<&Setup>) -> (bool, String,
         writeln!(stdin, "{}", s.sim.deliveries()[0].code).unwrap();
     }
     drop(stdin);
-    let mut out = String::new();
-    let mut err = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    (child.wait().unwrap().success(), out, err)
+    outcome(child.wait_with_output().unwrap())
 }
 
 #[test]

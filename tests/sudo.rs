@@ -86,12 +86,7 @@ fn sudo_id(t: &SudoSetup, password: &str, code: impl Fn(&str) -> String) -> (boo
         let _ = writeln!(stdin, "{}", code(&d.code));
     }
     drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    outcome(child.wait_with_output().unwrap())
 }
 
 #[test]

@@ -249,6 +249,16 @@ const SMS_ONLY: &str = "allowed_methods = [\"sms\"]\n";
 const ALICE_PHONE: &str = "+12015552671";
 const PROMPT: &str = "Code sent by text message to (XXX) XXX-2671. Enter code: ";
 
+/// The records of one event, in order.
+fn events_named(log: &MemoryLog, name: &str) -> Vec<Record> {
+    log.0
+        .borrow()
+        .iter()
+        .filter(|r| r.get("event") == Some(name))
+        .cloned()
+        .collect()
+}
+
 struct Run {
     outcome: Outcome,
     conv: ScriptedConv,
@@ -258,13 +268,7 @@ struct Run {
 
 impl Run {
     fn events(&self, name: &str) -> Vec<Record> {
-        self.log
-            .0
-            .borrow()
-            .iter()
-            .filter(|r| r.get("event") == Some(name))
-            .cloned()
-            .collect()
+        events_named(&self.log, name)
     }
 }
 
@@ -1064,13 +1068,7 @@ impl World {
             .collect()
     }
     fn events(&self, name: &str) -> Vec<Record> {
-        self.log
-            .0
-            .borrow()
-            .iter()
-            .filter(|r| r.get("event") == Some(name))
-            .cloned()
-            .collect()
+        events_named(&self.log, name)
     }
 }
 

@@ -294,7 +294,11 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_twilio-2fa");
 
 /// Runs `twilio-2fa ARGS`: (success, stdout, stderr).
 pub fn twilio_2fa(args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(BIN).args(args).output().unwrap();
+    outcome(std::process::Command::new(BIN).args(args).output().unwrap())
+}
+
+/// A finished command as (success, stdout, stderr).
+pub fn outcome(out: std::process::Output) -> (bool, String, String) {
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -393,35 +397,18 @@ impl Drop for TempFile {
 
 /// Runs a command with a deadline; returns (exit success, stdout, stderr).
 pub fn run_with_deadline(cmd: &mut std::process::Command, secs: u64) -> (bool, String, String) {
-    use std::io::Read;
     let mut child = cmd
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(secs);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
+    while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
             let _ = child.kill();
             panic!("command did not finish within {secs} s: {cmd:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
-    };
-    let (mut out, mut err) = (String::new(), String::new());
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    (status.success(), out, err)
+    }
+    outcome(child.wait_with_output().unwrap())
 }
