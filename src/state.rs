@@ -11,6 +11,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// What is kept for one user.
@@ -147,6 +148,10 @@ pub struct StateDir {
     pub path: PathBuf,
     /// How long to wait for another login's lock before giving up.
     pub lock_wait: Duration,
+    /// Set once `ensure` has passed. A login reads and writes the state
+    /// several times; the directory and its root-owned parents cannot turn
+    /// unsafe in between without root, so one check per login is enough.
+    checked: AtomicBool,
 }
 
 /// Largest state file we read.
@@ -154,11 +159,18 @@ const MAX_STATE_FILE: u64 = 64 * 1024;
 
 impl StateDir {
     pub fn new(path: PathBuf, lock_wait: Duration) -> StateDir {
-        StateDir { path, lock_wait }
+        StateDir {
+            path,
+            lock_wait,
+            checked: AtomicBool::new(false),
+        }
     }
 
     /// Creates the directory (0700) if missing, then checks it and its parents.
     pub fn ensure(&self) -> Result<(), StateError> {
+        if self.checked.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         match std::fs::symlink_metadata(&self.path) {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -176,7 +188,9 @@ impl StateDir {
             }
             Err(e) => return Err(StateError::Unsafe(format!("{}: {e}", self.path.display()))),
         }
-        check_dir_safety(&self.path, 0o077).map_err(StateError::Unsafe)
+        check_dir_safety(&self.path, 0o077).map_err(StateError::Unsafe)?;
+        self.checked.store(true, Ordering::Relaxed);
+        Ok(())
     }
 
     /// The file for `user`: a name that cannot leave the directory or
@@ -353,51 +367,53 @@ pub(crate) fn replace_file(tmp: &Path, file: &Path, contents: &[u8]) -> std::io:
 }
 
 /// `replace_file` for files rewritten on every login: the old file is
-/// swapped into `spare` (renameat2 RENAME_EXCHANGE) and emptied rather than
-/// deleted, so the next write reuses that inode. Allocating and freeing an
-/// inode per write is what the file system pays most for here (on ext4
-/// without a journal each new inode scans every recently deleted one; see
-/// BENCHMARKS.md). Where the exchange is not possible (no `file` yet, or a
-/// file system without it) this is a plain rename.
+/// swapped into `spare` (renameat2 RENAME_EXCHANGE) rather than deleted, so
+/// the next write reuses that inode. Allocating and freeing an inode per
+/// write is what the file system pays most for here (on ext4 without a
+/// journal each new inode scans every recently deleted one; see
+/// BENCHMARKS.md). The spare keeps the previous version until the next
+/// write: same owner, same mode, same directory as the live file. Where the
+/// exchange is not possible (no `file` yet, or a file system without it)
+/// this is a plain rename.
 pub(crate) fn swap_in_file(spare: &Path, file: &Path, contents: &[u8]) -> std::io::Result<()> {
     write_durably(spare, contents)?;
-    if exchange(spare, file).is_ok() {
-        sync_parent(file);
-        // The spare now holds the previous contents: empty it, so nothing
-        // but the live file carries the state.
-        let _ = open_for_writing(spare, true);
-        return Ok(());
+    if exchange(spare, file).is_err() {
+        std::fs::rename(spare, file)?;
     }
-    std::fs::rename(spare, file)?;
     sync_parent(file);
     Ok(())
 }
 
-/// Writes `contents` to `path` (created 0600 or reused, then truncated) and
-/// fsyncs it. A reused file must be a regular file of ours; its mode is
-/// reset, since it is about to become the live file.
+/// Writes `contents` to `path` (created 0600, or reused) and fsyncs it. A
+/// reused file must be a regular file of ours; its mode is reset, since it
+/// is about to become the live file. It is overwritten in place and then
+/// cut to length, so its data block is reused rather than freed and
+/// allocated again as truncating first would.
 fn write_durably(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let mut f = open_for_writing(path, false)?;
+    let mut f = open_for_writing(path)?;
     let md = f.metadata()?;
     if !md.is_file() || !owner_ok(md.uid()) {
         // Not ours to reuse (an administrator's leftover): start afresh.
         drop(f);
         std::fs::remove_file(path)?;
-        f = open_for_writing(path, false)?;
+        f = open_for_writing(path)?;
     } else if md.mode() & 0o7777 != 0o600 {
         f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     }
     f.write_all(contents)?;
+    if md.len() > contents.len() as u64 {
+        f.set_len(contents.len() as u64)?;
+    }
     f.sync_all()
 }
 
-/// Opens (creating 0600 if missing) and truncates. O_NONBLOCK: a FIFO
-/// planted under the name must fail, not hang the login.
-fn open_for_writing(path: &Path, must_exist: bool) -> std::io::Result<File> {
+/// Opens for writing at the start, creating 0600 if missing. O_NONBLOCK:
+/// a FIFO planted under the name must fail, not hang the login.
+fn open_for_writing(path: &Path) -> std::io::Result<File> {
     OpenOptions::new()
         .write(true)
-        .create(!must_exist)
-        .truncate(true)
+        .create(true)
+        .truncate(false)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
         .open(path)
@@ -532,7 +548,7 @@ mod tests {
     }
 
     #[test]
-    fn saves_swap_the_spare_in_and_leave_it_empty() {
+    fn saves_swap_the_spare_in_instead_of_making_new_files() {
         use std::os::unix::fs::MetadataExt;
         let lab = crate::lab::Lab::new("t2fa-unit-swap").unwrap();
         let dir = StateDir::new(lab.dir.join("state"), Duration::from_secs(1));
@@ -546,10 +562,10 @@ mod tests {
         // The two inodes trade places; no new one is made.
         assert_eq!((inode(&live), inode(&spare)), (spare_ino, live_ino));
         assert_eq!(read(&dir, "alice").unwrap(), state_with_attempts(3));
+        // The spare holds the previous version, whole.
         assert_eq!(
-            std::fs::read(&spare).unwrap(),
-            b"",
-            "the old state is not kept"
+            parse_state(&std::fs::read_to_string(&spare).unwrap()).unwrap(),
+            state_with_attempts(2)
         );
         for p in [&live, &spare] {
             assert_eq!(std::fs::metadata(p).unwrap().mode() & 0o7777, 0o600);
@@ -564,7 +580,8 @@ mod tests {
         dir.update("bob", &mut |s| s.attempts = 1).unwrap();
         let live = dir.file_for(b"bob");
         let spare = with_suffix(&live, ".tmp");
-        std::fs::write(&spare, "left over").unwrap();
+        // Longer than any state: what is past the new end must go.
+        std::fs::write(&spare, "x".repeat(5000)).unwrap();
         std::fs::set_permissions(&spare, std::fs::Permissions::from_mode(0o644)).unwrap();
         dir.update("bob", &mut |s| s.attempts = 2).unwrap();
         assert_eq!(std::fs::metadata(&live).unwrap().mode() & 0o7777, 0o600);
