@@ -5,6 +5,7 @@
 //! masked numbers only; no code or secret is ever given to this module.
 
 use crate::clock::Clock;
+use std::cell::RefCell;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -105,17 +106,73 @@ pub trait EventSink {
     fn record(&self, r: Record);
 }
 
+type Syslog = syslog::Logger<syslog::LoggerBackend, syslog::Formatter3164>;
+
 /// syslog (facility authpriv, ident `pam_twilio_2fa`) plus, optionally, a file
 /// (`event_log`) for tests and SIEM ingestion. Debug lines only with `debug`.
 pub struct SystemLog {
-    pub debug: bool,
-    pub file: Option<PathBuf>,
+    debug: bool,
+    file: Option<PathBuf>,
+    /// One syslog connection for all of a login's lines, made at the first
+    /// line; `Some(None)` once connecting failed, so a host without a
+    /// syslog socket is not probed again for every line.
+    syslog: RefCell<Option<Option<Syslog>>>,
+    /// The syslog socket; `None` is the system's (/dev/log and the like).
+    socket: Option<PathBuf>,
 }
 
 impl SystemLog {
+    pub fn new(debug: bool, file: Option<PathBuf>) -> SystemLog {
+        SystemLog {
+            debug,
+            file,
+            syslog: RefCell::new(None),
+            socket: None,
+        }
+    }
+
+    /// Sends syslog lines to `socket` instead of the system's.
+    pub fn with_syslog_socket(mut self, socket: PathBuf) -> SystemLog {
+        self.socket = Some(socket);
+        self
+    }
+
     /// syslog only: for lines logged before the config (and its event_log) is known.
     pub fn syslog_only(debug: bool) -> SystemLog {
-        SystemLog { debug, file: None }
+        SystemLog::new(debug, None)
+    }
+
+    fn send_to_syslog(&self, level: Level, line: &str) {
+        let connect = || {
+            let formatter = syslog::Formatter3164 {
+                facility: syslog::Facility::LOG_AUTHPRIV,
+                hostname: None,
+                process: "pam_twilio_2fa".into(),
+                pid: std::process::id(),
+            };
+            match &self.socket {
+                None => syslog::unix(formatter).ok(),
+                Some(path) => syslog::unix_custom(formatter, path).ok(),
+            }
+        };
+        let send = |logger: &mut Syslog| match level {
+            Level::Error => logger.err(line),
+            Level::Warning => logger.warning(line),
+            Level::Info => logger.info(line),
+            Level::Debug => logger.debug(line),
+        };
+        let mut slot = self.syslog.borrow_mut();
+        let fresh = slot.is_none();
+        let Some(logger) = slot.get_or_insert_with(connect) else {
+            return;
+        };
+        // A syslog daemon restarted since the last line: connect once more.
+        if send(logger).is_err() && !fresh {
+            *slot = Some(connect());
+            if let Some(Some(logger)) = slot.as_mut() {
+                let _ = send(logger);
+            }
+        }
     }
 }
 
@@ -126,20 +183,7 @@ impl EventSink for SystemLog {
         }
         let line = r.to_line();
         // Logging must never fail a login: errors here are dropped.
-        let formatter = syslog::Formatter3164 {
-            facility: syslog::Facility::LOG_AUTHPRIV,
-            hostname: None,
-            process: "pam_twilio_2fa".into(),
-            pid: std::process::id(),
-        };
-        if let Ok(mut logger) = syslog::unix(formatter) {
-            let _ = match r.level {
-                Level::Error => logger.err(&line),
-                Level::Warning => logger.warning(&line),
-                Level::Info => logger.info(&line),
-                Level::Debug => logger.debug(&line),
-            };
-        }
+        self.send_to_syslog(r.level, &line);
         if let Some(path) = &self.file {
             let time = crate::clock::iso_time(crate::clock::SystemClock.now());
             append_line(
@@ -177,6 +221,56 @@ impl EventSink for MemoryLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn syslog_lines_reach_the_daemon_and_survive_its_restart() {
+        use std::os::unix::net::UnixDatagram;
+        let lab = crate::lab::Lab::new("t2fa-unit-syslog").unwrap();
+        let path = lab.dir.join("log");
+        let daemon = UnixDatagram::bind(&path).unwrap();
+        daemon
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let received = |d: &UnixDatagram| {
+            let mut buf = [0u8; 2048];
+            let n = d.recv(&mut buf).unwrap();
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        };
+        let log = SystemLog::new(false, None).with_syslog_socket(path.clone());
+        log.record(Record::event("verification_sent"));
+        log.record(Record::event("verification_approved").at(Level::Warning));
+        log.record(Record::event("hidden").at(Level::Debug));
+        let first = received(&daemon);
+        // <86>: facility authpriv (10 * 8) + severity info (6).
+        assert!(first.starts_with("<86>"), "{first}");
+        assert!(first.contains("pam_twilio_2fa["), "{first}");
+        assert!(first.ends_with("event=verification_sent"), "{first}");
+        assert!(received(&daemon).ends_with("event=verification_approved"));
+        // The daemon restarts: a new socket under the same name.
+        drop(daemon);
+        std::fs::remove_file(&path).unwrap();
+        let daemon = UnixDatagram::bind(&path).unwrap();
+        daemon
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        log.record(Record::event("login_succeeded"));
+        assert!(received(&daemon).ends_with("event=login_succeeded"));
+    }
+
+    #[test]
+    fn without_a_syslog_socket_lines_are_dropped_quietly() {
+        let lab = crate::lab::Lab::new("t2fa-unit-nosyslog").unwrap();
+        let file = lab.dir.join("events.log");
+        let log =
+            SystemLog::new(false, Some(file.clone())).with_syslog_socket(lab.dir.join("none"));
+        log.record(Record::event("a"));
+        log.record(Record::event("b"));
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            text.contains("event=a") && text.contains("event=b"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn hostile_values_cannot_forge_fields_or_lines() {

@@ -37,11 +37,7 @@ fn guarded(f: impl FnOnce() -> PamError) -> PamError {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(code) => code,
         Err(_) => {
-            let log = SystemLog {
-                debug: false,
-                file: None,
-            };
-            log.record(Record::message(
+            SystemLog::syslog_only(false).record(Record::message(
                 Level::Error,
                 "internal error (panic) in pam_twilio_2fa; denying the login; please report this bug",
             ));
@@ -87,11 +83,7 @@ fn authenticate(pamh: &Pam, flags: PamFlags, args: &[String]) -> PamError {
     let args = match parse_args(args) {
         Ok(a) => a,
         Err(e) => {
-            SystemLog {
-                debug: false,
-                file: None,
-            }
-            .record(Record::message(Level::Error, e));
+            SystemLog::syslog_only(false).record(Record::message(Level::Error, e));
             let _ = conv.error(msg::SETUP_ERROR);
             return PamError::SERVICE_ERR;
         }
@@ -111,11 +103,7 @@ fn authenticate(pamh: &Pam, flags: PamFlags, args: &[String]) -> PamError {
     let cfg = match Config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
-            SystemLog {
-                debug: args.debug,
-                file: None,
-            }
-            .record(
+            SystemLog::syslog_only(args.debug).record(
                 Record::message(
                     Level::Error,
                     format!("{e}; fix it and run `twilio-2fa check-config`"),
@@ -126,10 +114,7 @@ fn authenticate(pamh: &Pam, flags: PamFlags, args: &[String]) -> PamError {
             return PamError::SERVICE_ERR;
         }
     };
-    let events = SystemLog {
-        debug: args.debug,
-        file: cfg.event_log.clone(),
-    };
+    let events = SystemLog::new(args.debug, cfg.event_log.clone());
     if args.panic_for_test {
         panic!("test_panic module argument");
     }

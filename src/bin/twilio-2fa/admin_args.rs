@@ -53,10 +53,7 @@ pub fn parse(
 
 /// Logs an admin action (syslog and event_log), naming who ran it.
 pub fn log_event(cfg: &Config, r: Record) {
-    let log = SystemLog {
-        debug: false,
-        file: cfg.event_log.clone(),
-    };
+    let log = SystemLog::new(false, cfg.event_log.clone());
     let by = std::env::var("SUDO_USER").unwrap_or_else(|_| "root".into());
     log.record(r.with("by", by));
 }
