@@ -18,6 +18,7 @@ mod pam_entry;
 mod pam_ffi;
 pub mod phone;
 pub mod phone_book;
+mod resolver;
 pub mod simulator;
 pub mod state;
 pub mod twilio_client;
