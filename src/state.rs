@@ -390,7 +390,16 @@ pub(crate) fn swap_in_file(spare: &Path, file: &Path, contents: &[u8]) -> std::i
 /// cut to length, so its data block is reused rather than freed and
 /// allocated again as truncating first would.
 fn write_durably(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let mut f = open_for_writing(path)?;
+    let mut f = match open_for_writing(path) {
+        Ok(f) => f,
+        // A symlink (ELOOP) or FIFO (ENXIO) under the name: not followed,
+        // not waited on, replaced.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENXIO)) => {
+            std::fs::remove_file(path)?;
+            open_for_writing(path)?
+        }
+        Err(e) => return Err(e),
+    };
     let md = f.metadata()?;
     if !md.is_file() || !owner_ok(md.uid()) {
         // Not ours to reuse (an administrator's leftover): start afresh.
@@ -586,6 +595,28 @@ mod tests {
         dir.update("bob", &mut |s| s.attempts = 2).unwrap();
         assert_eq!(std::fs::metadata(&live).unwrap().mode() & 0o7777, 0o600);
         assert_eq!(read(&dir, "bob").unwrap(), state_with_attempts(2));
+    }
+
+    #[test]
+    fn a_symlink_or_fifo_as_spare_is_replaced_not_followed() {
+        let lab = crate::lab::Lab::new("t2fa-unit-odd-spare").unwrap();
+        let dir = StateDir::new(lab.dir.join("state"), Duration::from_secs(1));
+        let victim = lab.dir.join("victim");
+        std::fs::write(&victim, "keep me").unwrap();
+        dir.update("carol", &mut |s| s.attempts = 1).unwrap();
+        let spare = with_suffix(&dir.file_for(b"carol"), ".tmp");
+        let _ = std::fs::remove_file(&spare);
+        std::os::unix::fs::symlink(&victim, &spare).unwrap();
+        dir.update("carol", &mut |s| s.attempts = 2).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+        std::fs::remove_file(&spare).unwrap();
+        let path = std::ffi::CString::new(spare.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+        dir.update("carol", &mut |s| s.attempts = 3).unwrap();
+        assert_eq!(read(&dir, "carol").unwrap(), state_with_attempts(3));
+        assert!(std::fs::symlink_metadata(dir.file_for(b"carol"))
+            .unwrap()
+            .is_file());
     }
 
     #[test]
