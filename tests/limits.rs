@@ -289,6 +289,36 @@ fn missing_state_directory_is_created_0700() {
     assert_eq!(std::fs::metadata(&s.lab.state_dir).unwrap().uid(), 0);
 }
 
+#[test]
+fn logins_rewrite_the_same_two_state_files_instead_of_making_new_ones() {
+    let s = Setup::sms("");
+    let live = s.lab.state_dir.join(file_name_for(USER.as_bytes()));
+    let spare = s
+        .lab
+        .state_dir
+        .join(format!("{}.tmp", file_name_for(USER.as_bytes())));
+    let inodes = || {
+        let mut v = vec![
+            std::fs::metadata(&live).unwrap().ino(),
+            std::fs::metadata(&spare).unwrap().ino(),
+        ];
+        v.sort();
+        v
+    };
+    s.login(vec![Answer::Code]).assert_rc(PAM_SUCCESS);
+    let first = inodes();
+    for _ in 0..2 {
+        s.login(vec![Answer::Code]).assert_rc(PAM_SUCCESS);
+    }
+    // Each login writes the state three times; no write made a new file.
+    assert_eq!(inodes(), first);
+    for p in [&live, &spare] {
+        assert_eq!(mode(p), 0o600, "{}", p.display());
+    }
+    let state = std::fs::read_to_string(&live).unwrap();
+    assert!(state.contains("\"attempts\": 0"), "{state}");
+}
+
 fn assert_refused(s: &Setup, why: &str) {
     let r = s.login(vec![Answer::Code]);
     assert_eq!(code_name(r.rc), "PAM_SERVICE_ERR", "{why}: {:?}", r.shown);
