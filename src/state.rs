@@ -401,8 +401,9 @@ fn write_durably(path: &Path, contents: &[u8]) -> std::io::Result<()> {
         Err(e) => return Err(e),
     };
     let md = f.metadata()?;
-    if !md.is_file() || !owner_ok(md.uid()) {
-        // Not ours to reuse (an administrator's leftover): start afresh.
+    if !md.is_file() || md.nlink() != 1 || !owner_ok(md.uid()) {
+        // Not ours to reuse (an administrator's leftover, or a second name
+        // for some other file, whose contents must not be overwritten).
         drop(f);
         std::fs::remove_file(path)?;
         f = open_for_writing(path)?;
@@ -617,6 +618,21 @@ mod tests {
         assert!(std::fs::symlink_metadata(dir.file_for(b"carol"))
             .unwrap()
             .is_file());
+    }
+
+    #[test]
+    fn a_spare_linked_to_another_file_is_not_written_through() {
+        let lab = crate::lab::Lab::new("t2fa-unit-linked-spare").unwrap();
+        let dir = StateDir::new(lab.dir.join("state"), Duration::from_secs(1));
+        dir.update("dave", &mut |s| s.attempts = 1).unwrap();
+        let spare = with_suffix(&dir.file_for(b"dave"), ".tmp");
+        let _ = std::fs::remove_file(&spare);
+        let other = lab.dir.join("state").join("other");
+        std::fs::write(&other, "keep me").unwrap();
+        std::fs::hard_link(&other, &spare).unwrap();
+        dir.update("dave", &mut |s| s.attempts = 2).unwrap();
+        assert_eq!(std::fs::read_to_string(&other).unwrap(), "keep me");
+        assert_eq!(read(&dir, "dave").unwrap(), state_with_attempts(2));
     }
 
     #[test]
