@@ -447,3 +447,19 @@ fn send_and_check_share_one_connection() {
     assert_eq!(st.requests, 3, "send, wrong check, right check");
     assert_eq!(st.connections, 1, "one TCP connection per login");
 }
+
+#[test]
+fn twilio_named_by_host_name_is_reached_over_one_connection() {
+    let s = Setup::sms("");
+    s.rewrite_config("allowed_methods = [\"sms\"]", |text| {
+        text.replace("http://127.0.0.1:", "http://localhost:")
+    });
+    assert!(std::fs::read_to_string(&s.lab.config)
+        .unwrap()
+        .contains("verify_url = \"http://localhost:"));
+    s.login(vec![Answer::WrongCode, Answer::Code])
+        .assert_rc(PAM_SUCCESS);
+    let st = s.sim.stats();
+    assert_eq!(st.requests, 3, "send, wrong check, right check");
+    assert_eq!(st.connections, 1, "one TCP connection per login");
+}
