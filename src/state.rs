@@ -27,6 +27,10 @@ pub struct UserState {
     /// The last verification sent, while it may still be used.
     #[serde(default)]
     pub pending: Option<PendingSend>,
+    /// When the user's last code was sent, by any login: resends wait
+    /// `retry_time` from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sent_at: Option<u64>,
     /// Where the user last passed the second factor from.
     #[serde(default)]
     pub remembered: Vec<Remembered>,

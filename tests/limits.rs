@@ -109,6 +109,45 @@ fn resend_cooldown_holds_across_transactions() {
     );
 }
 
+/// Two logins at once for one user: once one of them has resent, the
+/// other's `r` takes over that newer code instead of sending a third. The
+/// cooldown runs from the user's last send, not from each login's own.
+#[test]
+fn logins_at_once_cannot_each_resend() {
+    let s = Setup::sms("retry_time = 3\n");
+    std::thread::scope(|scope| {
+        let first = scope.spawn(|| {
+            // Resends after the cooldown, then hangs up.
+            s.login(vec![Answer::After(
+                Duration::from_millis(3500),
+                Box::new(text("r")),
+            )])
+        });
+        wait_for(|| s.sim.deliveries().len() == 1);
+        let second = s.login(vec![
+            Answer::After(Duration::from_secs(5), Box::new(text("r"))),
+            Answer::After(Duration::from_millis(300), Box::new(Answer::Code)),
+        ]);
+        first.join().unwrap().assert_rc(PAM_CONV_ERR);
+        second.assert_rc(PAM_SUCCESS);
+        assert_eq!(s.sends().len(), 2, "one first code, one resend: no third");
+        assert_eq!(
+            second.prompts()[1],
+            "A code was already sent by text message to (XXX) XXX-2671. Enter code: "
+        );
+        assert!(second.errors().is_empty(), "{:?}", second.errors());
+    });
+}
+
+/// Waits (bounded) until `done` holds.
+fn wait_for(done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn remembered_host_hit_and_miss() {
     let s = Setup::sms("remember = 2\n");

@@ -165,6 +165,24 @@ enum SendResult {
     Ready(PendingSend, bool),
     Locked(u64),
     Failed(ApiError),
+    /// A resend asked for within `retry_time` of the user's last send.
+    Wait(u64),
+}
+
+/// A resend: the verification it replaces, and whether Twilio may still
+/// accept a code for it (false once Twilio said it is gone).
+#[derive(Clone, Copy)]
+struct Resend<'s> {
+    old: &'s str,
+    live: bool,
+}
+
+/// What a resend came to.
+enum Resent {
+    /// A code to type: newly sent, or (`true`) one another login sent.
+    Code(PendingSend, bool),
+    /// Too early: seconds until a new code may be sent.
+    Wait(u64),
 }
 
 /// Why a check could not be started.
@@ -548,6 +566,40 @@ impl<'a, 'b> Flow<'a, 'b> {
         method: Method,
         replace: Option<&str>,
     ) -> Step<(PendingSend, bool)> {
+        // Without a resend's cooldown there is nothing to wait for.
+        let resend = replace.map(|old| Resend { old, live: false });
+        match self.send_under_lock(phone, method, resend, false)? {
+            Resent::Code(p, reused) => Ok((p, reused)),
+            Resent::Wait(_) => {
+                self.admin_error("a send without a cooldown was told to wait".into());
+                Err(Outcome::ServiceErr)
+            }
+        }
+    }
+
+    /// The user typed `r`. `retry_time` runs from the user's last send,
+    /// whichever login made it, and is decided under the user's lock, so
+    /// logins at once cannot each send a code: a newer code another login
+    /// sent is taken over instead of sending one more.
+    fn resend_locked(
+        &mut self,
+        phone: &PhoneNumber,
+        method: Method,
+        resend: Resend,
+    ) -> Step<Resent> {
+        self.send_under_lock(phone, method, Some(resend), true)
+    }
+
+    /// The core of `send_locked` and `resend_locked`; `cooldown`: apply
+    /// `retry_time` to a resend.
+    fn send_under_lock(
+        &mut self,
+        phone: &PhoneNumber,
+        method: Method,
+        resend: Option<Resend>,
+        cooldown: bool,
+    ) -> Step<Resent> {
+        let replace = resend.map(|r| r.old);
         let (api, clock) = (self.env.api, self.env.clock);
         let (retry_time, friendly) = (self.cfg.retry_time, self.friendly_name(method));
         let mut result = SendResult::NotRun;
@@ -558,9 +610,26 @@ impl<'a, 'b> Flow<'a, 'b> {
                 result = SendResult::Locked(left);
                 return;
             }
-            if replace.is_none() {
-                if let Some(p) = reusable(st, phone, now, retry_time) {
+            match (resend, reusable(st, phone, now, retry_time)) {
+                (None, Some(p)) => {
                     result = SendResult::Ready(p, true);
+                    return;
+                }
+                // Another login sent a newer code within retry_time: use it.
+                (Some(r), Some(p)) if cooldown && p.sid != r.old => {
+                    result = SendResult::Ready(p, true);
+                    return;
+                }
+                _ => {}
+            }
+            // A verification Twilio already called gone may be replaced at
+            // once; a live one only `retry_time` after the user's last send.
+            if cooldown && resend.is_some_and(|r| r.live) {
+                // Old state files have no last_sent_at: the pending send's time.
+                let last = st.last_sent_at.or(st.pending.as_ref().map(|p| p.sent_at));
+                let wait = last.map_or(0, |t| (t + retry_time).saturating_sub(now));
+                if wait > 0 {
+                    result = SendResult::Wait(wait);
                     return;
                 }
             }
@@ -576,6 +645,7 @@ impl<'a, 'b> Flow<'a, 'b> {
                         sent_at: now,
                     };
                     st.pending = Some(p.clone());
+                    st.last_sent_at = Some(now);
                     SendResult::Ready(p, false)
                 }
                 Err(e) => {
@@ -600,8 +670,9 @@ impl<'a, 'b> Flow<'a, 'b> {
                             .with("rhost", self.login.rhost.unwrap_or("-")),
                     );
                 }
-                Ok((p, reused))
+                Ok(Resent::Code(p, reused))
             }
+            SendResult::Wait(left) => Ok(Resent::Wait(left)),
             SendResult::Locked(left) => {
                 self.error(&msg::locked_out(left))?;
                 Err(Outcome::MaxTries)
@@ -613,6 +684,7 @@ impl<'a, 'b> Flow<'a, 'b> {
                 ) =>
             {
                 self.method_unavailable(&e, phone, method, replace)
+                    .map(|(p, reused)| Resent::Code(p, reused))
             }
             SendResult::Failed(e) => Err(self.send_failure(&e, method)),
             SendResult::NotRun => {
@@ -690,20 +762,20 @@ impl<'a, 'b> Flow<'a, 'b> {
             let answer = typed.trim().to_string();
             wipe(&mut typed);
             if answer.eq_ignore_ascii_case("r") || answer.eq_ignore_ascii_case("resend") {
-                let wait =
-                    (pending.sent_at + self.cfg.retry_time).saturating_sub(self.env.clock.now());
-                if live && wait > 0 {
-                    let unit = if wait == 1 { "second" } else { "seconds" };
-                    let text = format!("You can request a new code in {wait} {unit}.");
-                    self.invalid_entry(&mut invalid, &text)?;
-                    continue;
-                }
                 let old = pending.sid.clone();
-                let (p, _) =
-                    self.send_locked(phone, pending.method, live.then_some(old.as_str()))?;
-                *pending = p;
-                prompt = self.prompt_for(phone, pending, false);
-                live = true;
+                let resend = Resend { old: &old, live };
+                match self.resend_locked(phone, pending.method, resend)? {
+                    Resent::Wait(wait) => {
+                        let unit = if wait == 1 { "second" } else { "seconds" };
+                        let text = format!("You can request a new code in {wait} {unit}.");
+                        self.invalid_entry(&mut invalid, &text)?;
+                    }
+                    Resent::Code(p, reused) => {
+                        *pending = p;
+                        prompt = self.prompt_for(phone, pending, reused);
+                        live = true;
+                    }
+                }
                 continue;
             }
             let code = normalise_code(&answer);
