@@ -33,9 +33,35 @@ pub fn terminal_safe(text: &str) -> String {
         .collect()
 }
 
+/// One stored or user-supplied value (a user name, a remote host, a number)
+/// for an administrator's terminal: control characters, line breaks and
+/// bidirectional overrides are shown escaped (`\u{1b}`), so a value can
+/// neither drive the terminal nor pass for another line or field.
+pub fn escape_for_display(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c.is_control() || bidi {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn displayed_values_cannot_drive_the_terminal_or_add_lines() {
+        assert_eq!(
+            escape_for_display("h\x1b[2J\nlocked until -\u{202e}x"),
+            "h\\u{1b}[2J\\u{a}locked until -\\u{202e}x"
+        );
+        assert_eq!(escape_for_display("192.0.2.1 alice"), "192.0.2.1 alice");
+    }
 
     #[test]
     fn escape_sequences_are_removed() {

@@ -139,6 +139,32 @@ fn logins_at_once_cannot_each_resend() {
     });
 }
 
+/// A remote host name is the client's to choose: `twilio-2fa status` shows
+/// the stored one escaped, so it cannot drive the admin's terminal or pass
+/// for another line of the report.
+#[test]
+fn status_shows_a_hostile_remembered_host_escaped() {
+    let s = Setup::sms("remember = 600\n");
+    let hostile = "192.0.2.7\x1b]0;owned\x07\x1b[2J\nlocked until   - (not locked)";
+    s.login_as(USER, Some(hostile), 0, vec![Answer::Code])
+        .assert_rc(PAM_SUCCESS);
+    let (ok, out, err) = s.cli(&["status", USER]);
+    assert!(ok, "{err}");
+    assert!(!out.contains('\x1b') && !out.contains('\x07'), "{out:?}");
+    assert!(
+        out.contains("192.0.2.7\\u{1b}]0;owned\\u{7}\\u{1b}[2J\\u{a}locked until"),
+        "{out}"
+    );
+    assert_eq!(out.matches("locked until").count(), 2, "{out}");
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.starts_with("locked until"))
+            .count(),
+        1,
+        "{out}"
+    );
+}
+
 /// Waits (bounded) until `done` holds.
 fn wait_for(done: impl Fn() -> bool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);

@@ -4,6 +4,7 @@
 use crate::admin_args;
 use pam_twilio_2fa::clock::{iso_time, Clock, SystemClock};
 use pam_twilio_2fa::config::Config;
+use pam_twilio_2fa::conversation::escape_for_display;
 use pam_twilio_2fa::events::Record;
 use pam_twilio_2fa::phone::PhoneNumber;
 use pam_twilio_2fa::state::{StateDir, UserState};
@@ -33,7 +34,7 @@ fn target(command: &str, args: &[OsString]) -> Result<Target, String> {
 
 /// For display only: state is keyed by the name's raw bytes.
 fn shown(user: &OsString) -> String {
-    user.to_string_lossy().into_owned()
+    escape_for_display(&user.to_string_lossy())
 }
 
 fn log_event(t: &Target, name: &str) {
@@ -90,7 +91,7 @@ fn describe(t: &Target, s: &UserState, now: u64) -> String {
         let live = t.cfg.remember > 0 && now < r.verified_at + t.cfg.remember;
         out.push_str(&format!(
             "remembered     {} verified {}{}\n",
-            r.origin,
+            escape_for_display(&r.origin),
             when(r.verified_at),
             if live { "" } else { " (expired)" }
         ));

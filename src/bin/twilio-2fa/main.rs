@@ -6,6 +6,7 @@ mod demo;
 mod user;
 
 use pam_twilio_2fa::config::{Config, DEFAULT_PATH};
+use pam_twilio_2fa::conversation::terminal_safe;
 use pam_twilio_2fa::simulator::{SimConfig, Simulator};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,7 +40,9 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("twilio-2fa: {e}");
+            // Errors quote paths, names and file contents: no escape
+            // sequence in them reaches the terminal.
+            eprintln!("twilio-2fa: {}", terminal_safe(&e));
             ExitCode::FAILURE
         }
     }
