@@ -80,8 +80,10 @@ pub struct Credentials {
 }
 
 /// A string that never shows up in `Debug` output or logs, and is wiped
-/// from memory when dropped.
-#[derive(Clone, PartialEq, Eq)]
+/// from memory when dropped. Inline secrets are read from the config
+/// straight into one, so no plain copy is left behind.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
 pub struct Secret(String);
 
 impl Secret {
@@ -131,10 +133,10 @@ impl std::error::Error for ConfigError {}
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     account_sid: Option<String>,
-    auth_token: Option<String>,
+    auth_token: Option<Secret>,
     auth_token_file: Option<PathBuf>,
     api_key_sid: Option<String>,
-    api_key_secret: Option<String>,
+    api_key_secret: Option<Secret>,
     api_key_secret_file: Option<PathBuf>,
     http_proxy: Option<String>,
     #[serde(default)]
@@ -662,7 +664,7 @@ fn host_of(rest: &str) -> &str {
 /// A secret given inline (`key`) or in a file (`key_file`), not both.
 fn secret_from(
     key: &str,
-    inline: &Option<String>,
+    inline: &Option<Secret>,
     file: &Option<PathBuf>,
 ) -> Result<Option<Secret>, ConfigError> {
     let value = match (inline, file) {
@@ -673,14 +675,15 @@ fn secret_from(
         }
         (None, None) => return Ok(None),
         (Some(v), None) => v.clone(),
-        (None, Some(path)) => read_secret_file(&format!("{key}_file"), path)?,
+        (None, Some(path)) => Secret(read_secret_file(&format!("{key}_file"), path)?),
     };
-    if value.is_empty() || value.chars().any(|c| c.is_control()) {
+    let text = value.expose();
+    if text.is_empty() || text.chars().any(|c| c.is_control()) {
         return Err(ConfigError(format!(
             "{key}: must be a non-empty string without control characters"
         )));
     }
-    Ok(Some(Secret(value)))
+    Ok(Some(value))
 }
 
 fn read_secret_file(key: &str, path: &Path) -> Result<String, ConfigError> {
