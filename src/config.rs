@@ -7,6 +7,7 @@ use crate::method::Method;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::{IpAddr, Ipv6Addr};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -612,6 +613,17 @@ impl Config {
         if self.allow_change && self.phones_directory.is_none() {
             notes.push("allow_change has no effect without a [phones] directory".into());
         }
+        let loopback = [
+            IpAddr::from([127, 0, 0, 1]),
+            IpAddr::from(Ipv6Addr::LOCALHOST),
+        ];
+        for net in &self.trusted_networks {
+            if loopback.iter().any(|ip| net.contains(*ip)) {
+                notes.push(format!(
+                    "trusted_networks: {net} holds a loopback address: anything relayed through this host (ssh -J, ssh -L, a local proxy) arrives from loopback and would skip the second factor; remove it"
+                ));
+            }
+        }
         notes
     }
 }
@@ -871,6 +883,21 @@ service_sid = "VA0123456789abcdef0123456789abcdef"
         ))
         .unwrap();
         assert_eq!(c.trusted_networks.len(), 2);
+    }
+
+    #[test]
+    fn a_trusted_loopback_network_is_warned_about() {
+        let warned = |nets: &str| {
+            Config::parse(&format!("{MINIMAL}trusted_networks = [{nets}]\n"))
+                .unwrap()
+                .notes()
+                .iter()
+                .any(|n| n.contains("loopback"))
+        };
+        assert!(warned("\"10.0.0.0/8\", \"::1/128\""));
+        assert!(warned("\"127.0.0.0/8\""));
+        assert!(warned("\"0.0.0.0/0\""));
+        assert!(!warned("\"10.0.0.0/8\", \"192.0.2.0/24\""));
     }
 
     #[test]

@@ -110,3 +110,26 @@ fn simulator_command_refuses_non_loopback() {
     assert!(!ok);
     assert!(err.contains("loopback"), "{err}");
 }
+
+/// The README once suggested trusting ::1/128: every connection relayed
+/// through the host (ssh -J, -L) then skips the second factor.
+#[test]
+fn check_config_warns_about_a_trusted_loopback_network() {
+    let s = Setup::sms("trusted_networks = [\"10.0.0.0/8\", \"::1/128\"]\n");
+    let (ok, out, err) = twilio_2fa(&["check-config", s.lab.config.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("trusted_networks: ::1/128 holds a loopback address"),
+        "{out}"
+    );
+    assert!(!out.contains("10.0.0.0/8 holds"), "{out}");
+    // And the module does skip such a login: the warning is not idle talk.
+    // (PAM_IGNORE from the only module of the test stack reads as PAM_PERM_DENIED.)
+    let r = s.login_as(USER, Some("::1"), 0, vec![]);
+    assert!(r.prompts().is_empty() && s.sends().is_empty(), "{r:?}");
+    let events = s.lab.events();
+    assert!(
+        events.contains("event=verification_skipped") && events.contains("trusted_network:::1/128"),
+        "{events}"
+    );
+}
