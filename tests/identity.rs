@@ -345,6 +345,25 @@ fn another_capitalisation_cannot_skip_optional_registration() {
 }
 
 #[test]
+fn user_set_stores_the_number_under_the_account_name() {
+    if !inside(
+        this_test!(user_set_stores_the_number_under_the_account_name),
+        Nss::default(),
+    ) {
+        return;
+    }
+    let s = Setup::sms("");
+    let (ok, out, err) = s.cli(&["user", "set", "DAEMON", DAEMON_PHONE, "--no-lookup"]);
+    assert!(ok, "{out}{err}");
+    assert!(out.starts_with("daemon: "), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(s.lab.phones.join(DAEMON)).unwrap(),
+        format!("{DAEMON_PHONE}\n")
+    );
+    assert!(!s.lab.phones.join("DAEMON").exists());
+}
+
+#[test]
 fn a_failed_user_lookup_is_auth_err_and_logged() {
     if !inside(
         this_test!(a_failed_user_lookup_is_auth_err_and_logged),
@@ -468,4 +487,18 @@ fn a_failing_group_source_means_the_user_verifies() {
         );
         assert!(!log.contains("verification_skipped"), "{extra}: {log}");
     }
+}
+
+#[test]
+fn check_config_warns_about_groups_that_do_not_resolve() {
+    let s =
+        Setup::sms("only_groups = [\"root\", \"t2fa-nogroup\"]\nexempt_groups = [\"daemon\"]\n");
+    let (ok, out, err) = twilio_2fa(&["check-config", s.lab.config.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let warnings: Vec<&str> = out.lines().filter(|l| l.starts_with("warning:")).collect();
+    assert_eq!(
+        warnings,
+        vec!["warning: only_groups: group \"t2fa-nogroup\": no such group; while it does not resolve, every user must verify"],
+        "{out}"
+    );
 }
