@@ -345,6 +345,35 @@ fn another_capitalisation_cannot_skip_optional_registration() {
 }
 
 #[test]
+fn the_command_source_gets_the_account_name_as_percent_u() {
+    if !inside(
+        this_test!(the_command_source_gets_the_account_name_as_percent_u),
+        Nss::default(),
+    ) {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let s = Setup::sms("");
+    let script = s.lab.dir.join("phone-of");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\n[ \"$1\" = daemon ] && echo '{DAEMON_PHONE}'\nexit 0\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).unwrap();
+    s.rewrite_config(
+        &format!(
+            "allowed_methods = [\"sms\"]\n[phones]\ncommand = \"{} %u\"\n",
+            script.display()
+        ),
+        |t| t,
+    );
+    s.login_as("DAEMON", None, 0, vec![Answer::Code])
+        .assert_rc(PAM_SUCCESS);
+    assert_eq!(sent_to(&s), vec![DAEMON_PHONE]);
+}
+
+#[test]
 fn user_set_stores_the_number_under_the_account_name() {
     if !inside(
         this_test!(user_set_stores_the_number_under_the_account_name),
