@@ -131,10 +131,16 @@ fn inside(name: &str, nss: Nss) -> bool {
     );
     let dir = Lab::new("t2fa-nss").expect("folder for the NSS files");
     build_module(&dir.dir);
+    std::fs::create_dir(dir.dir.join("empty")).unwrap();
     let real = std::fs::read_to_string("/etc/nsswitch.conf").unwrap_or_default();
     let mut conf: Vec<String> = real
         .lines()
-        .filter(|l| !l.starts_with("passwd:") && !l.starts_with("group:"))
+        // An initgroups line would take getgrouplist past the group line.
+        .filter(|l| {
+            !["passwd:", "group:", "initgroups:"]
+                .iter()
+                .any(|k| l.starts_with(k))
+        })
         .map(String::from)
         .collect();
     conf.push(format!("passwd: {}", nss.passwd));
@@ -200,7 +206,7 @@ fn enter_namespace() {
     }
     // A running nscd would answer from the real databases.
     if Path::new("/var/run/nscd").is_dir() {
-        bind(&dir.join("pam.d"), Path::new("/var/run/nscd"));
+        bind(&dir.join("empty"), Path::new("/var/run/nscd"));
     }
 }
 
