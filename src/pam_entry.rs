@@ -141,13 +141,7 @@ fn authenticate(pamh: &Pam, flags: PamFlags, args: &[String]) -> PamError {
         clock: &SystemClock,
         state: &state,
     };
-    let outcome = flow::authenticate(&cfg, &login, &mut env);
-    events.record(
-        Record::message(Level::Debug, format!("result {outcome:?}"))
-            .with("user", user.as_str())
-            .with("service", service.as_str()),
-    );
-    pam_code(outcome)
+    pam_code(flow::authenticate(&cfg, &login, &mut env))
 }
 
 fn pam_code(o: Outcome) -> PamError {

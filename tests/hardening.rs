@@ -310,12 +310,15 @@ const THEN_PERMIT: &str = "auth required MODULE\nauth required pam_permit.so\n";
 
 #[test]
 fn only_groups_and_exempt_groups() {
-    // root is in group root (primary); nobody is in "t2fa-nogroup".
+    // root is in group root (primary), not in group daemon. A group that
+    // does not resolve ("t2fa-nogroup") might be one the user is in: they verify.
     for (extra, asked) in [
         ("only_groups = [\"root\"]\n", true),
-        ("only_groups = [\"t2fa-nogroup\"]\n", false),
+        ("only_groups = [\"daemon\"]\n", false),
+        ("only_groups = [\"t2fa-nogroup\"]\n", true),
         ("exempt_groups = [\"root\"]\n", false),
-        ("exempt_groups = [\"t2fa-nogroup\"]\n", true),
+        ("exempt_groups = [\"daemon\"]\n", true),
+        ("exempt_groups = [\"root\", \"t2fa-nogroup\"]\n", true),
     ] {
         let s = Setup::sms(extra);
         s.stack(THEN_PERMIT);
@@ -325,6 +328,12 @@ fn only_groups_and_exempt_groups() {
         assert_eq!(
             s.log().contains("event=verification_skipped"),
             !asked,
+            "{extra}"
+        );
+        assert_eq!(
+            s.log()
+                .contains("group lookup failed: group t2fa-nogroup: no such group"),
+            extra.contains("t2fa-nogroup"),
             "{extra}"
         );
     }

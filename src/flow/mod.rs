@@ -19,7 +19,7 @@ use crate::number_policy::{
 use crate::phone::PhoneNumber;
 use crate::phone_book::{Found, PhoneBook};
 use crate::state::{PendingSend, StateError, StateStore, UserState};
-use crate::users::UserDb;
+use crate::users::{Account, UserDb};
 use crate::verify::{codes, ApiError, CheckResult, VerifyApi};
 
 #[cfg(test)]
@@ -127,15 +127,82 @@ const MENU_HEADER: &str = "Choose how to receive your code:";
 pub const MENU_ASKS: u32 = 3;
 
 /// Runs one second-factor login.
+///
+/// The name as typed only finds the account: a directory that ignores case
+/// takes `ALICE` for alice, so from here on every key (number sources, state,
+/// `{user}`, events) is the account's own name, `pw_name`.
 pub fn authenticate(cfg: &Config, login: &Login, env: &mut Env) -> Outcome {
-    match Flow::new(cfg, login, env).run() {
+    let account = match identify(login, env) {
+        Ok(a) => a,
+        Err(outcome) => return outcome,
+    };
+    let canonical = Login {
+        user: &account.name,
+        ..login.clone()
+    };
+    let typed = (account.name != login.user).then_some(login.user);
+    let mut flow = Flow::new(cfg, &canonical, typed, &account, env);
+    let outcome = match flow.run() {
         Ok(outcome) | Err(outcome) => outcome,
+    };
+    flow.log(
+        Record::message(Level::Debug, format!("result {outcome:?}"))
+            .with("user", account.name.as_str())
+            .with("service", login.service),
+    );
+    outcome
+}
+
+/// Longest user name accepted (typed or canonical).
+const MAX_USER_LEN: usize = 256;
+
+/// The account the typed name stands for. A failed lookup denies the login
+/// (never "unknown user", never "unavailable": both can be let through by a
+/// stack), with a line for the admin.
+fn identify(login: &Login, env: &mut Env) -> Result<Account, Outcome> {
+    let typed = login.user;
+    let found = if typed.is_empty() || typed.len() > MAX_USER_LEN {
+        Ok(None)
+    } else {
+        env.users.lookup(typed)
+    };
+    let found = found.and_then(|a| match a {
+        Some(a) if a.name.len() > MAX_USER_LEN => Err(format!(
+            "the account's name is longer than {MAX_USER_LEN} bytes"
+        )),
+        a => Ok(a),
+    });
+    match found {
+        Ok(Some(account)) => Ok(account),
+        Ok(None) => {
+            env.events.record(
+                Record::event("user_unknown")
+                    .with("user", typed)
+                    .at(Level::Warning),
+            );
+            Err(Outcome::UserUnknown)
+        }
+        Err(e) => {
+            env.events.record(
+                Record::message(
+                    Level::Error,
+                    format!("cannot look up the user: {e}; denying the login; check the user database (nsswitch.conf, sssd, LDAP)"),
+                )
+                .with("typed_user", typed),
+            );
+            let _ = env.conv.error(msg::UNAVAILABLE);
+            Err(Outcome::AuthErr)
+        }
     }
 }
 
 struct Flow<'a, 'b> {
     cfg: &'a Config,
+    /// `login.user` is the account's own name.
     login: &'a Login<'a>,
+    /// The name as the client typed it, when it differs: logged beside `user`.
+    typed: Option<&'a str>,
+    account: &'a Account,
     env: &'a mut Env<'b>,
     /// Methods Twilio said cannot reach the number (60205, 60223).
     unavailable: Vec<Method>,
@@ -199,10 +266,18 @@ fn reusable(st: &UserState, phone: &PhoneNumber, now: u64, retry_time: u64) -> O
 }
 
 impl<'a, 'b> Flow<'a, 'b> {
-    fn new(cfg: &'a Config, login: &'a Login<'a>, env: &'a mut Env<'b>) -> Self {
+    fn new(
+        cfg: &'a Config,
+        login: &'a Login<'a>,
+        typed: Option<&'a str>,
+        account: &'a Account,
+        env: &'a mut Env<'b>,
+    ) -> Self {
         Flow {
             cfg,
             login,
+            typed,
+            account,
             env,
             unavailable: Vec::new(),
         }
@@ -210,14 +285,6 @@ impl<'a, 'b> Flow<'a, 'b> {
 
     fn run(&mut self) -> Step<Outcome> {
         let user = self.login.user;
-        if user.is_empty() || user.len() > 256 || !self.env.users.exists(user) {
-            self.log(
-                Record::event("user_unknown")
-                    .with("user", user)
-                    .at(Level::Warning),
-            );
-            return Ok(Outcome::UserUnknown);
-        }
         if let Some(reason) = self.exemption() {
             self.log(
                 Record::event("verification_skipped")
@@ -491,16 +558,48 @@ impl<'a, 'b> Flow<'a, 'b> {
     fn exemption(&self) -> Option<String> {
         let cfg = self.cfg;
         if !cfg.only_groups.is_empty() || !cfg.exempt_groups.is_empty() {
-            let groups = self.env.users.groups(self.login.user);
-            if !cfg.only_groups.is_empty() && !groups.iter().any(|g| cfg.only_groups.contains(g)) {
-                return Some("not_in_only_groups".into());
-            }
-            if let Some(g) = groups.iter().find(|g| cfg.exempt_groups.contains(g)) {
-                return Some(format!("exempt_group:{g}"));
+            match self.group_exemption() {
+                Ok(Some(reason)) => return Some(reason),
+                Ok(None) => {}
+                // Groups cannot excuse a user we could not place.
+                Err(e) => self.log(
+                    Record::message(
+                        Level::Warning,
+                        format!("group lookup failed: {e}; the user must verify"),
+                    )
+                    .with("user", self.login.user),
+                ),
             }
         }
         let rhost = self.login.rhost?;
         crate::net::trusted(rhost, &cfg.trusted_networks).map(|n| format!("trusted_network:{n}"))
+    }
+
+    /// `only_groups` and `exempt_groups`, compared by group id. Every group
+    /// named there must resolve and the user's list must be read: with one
+    /// unknown, the user might be in it, so any failure is an `Err`.
+    fn group_exemption(&self) -> Result<Option<String>, String> {
+        let (cfg, users) = (self.cfg, self.env.users);
+        let mine = users
+            .group_ids(self.account)
+            .map_err(|e| format!("the user's groups: {e}"))?;
+        let member_of = |names: &[String]| -> Result<Option<String>, String> {
+            let mut hit = None;
+            for name in names {
+                let gid = users
+                    .group_id(name)
+                    .map_err(|e| format!("group {name}: {e}"))?
+                    .ok_or_else(|| format!("group {name}: no such group"))?;
+                if hit.is_none() && mine.contains(&gid) {
+                    hit = Some(name.clone());
+                }
+            }
+            Ok(hit)
+        };
+        if !cfg.only_groups.is_empty() && member_of(&cfg.only_groups)?.is_none() {
+            return Ok(Some("not_in_only_groups".into()));
+        }
+        Ok(member_of(&cfg.exempt_groups)?.map(|g| format!("exempt_group:{g}")))
     }
 
     fn skip_remembered(&mut self, origin: &str) -> Step<Outcome> {
@@ -1100,6 +1199,10 @@ impl<'a, 'b> Flow<'a, 'b> {
     }
 
     fn log(&self, r: Record) {
+        let r = match self.typed {
+            Some(t) if r.get("user").is_some() => r.with("typed_user", t),
+            _ => r,
+        };
         self.env.events.record(r);
     }
 

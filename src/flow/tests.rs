@@ -150,12 +150,14 @@ impl VerifyApi for FakeApi {
     }
 }
 
-/// A phone book with one user's entry; `store` replaces it.
+/// A phone book with one user's entry (alice's); `store` replaces it.
 struct FakePhones {
     found: RefCell<Result<Option<String>, SourceError>>,
     changeable: bool,
     can_store: bool,
     stored: RefCell<Vec<String>>,
+    /// Every user name the flow asked for or stored under.
+    keys: RefCell<Vec<String>>,
 }
 
 impl FakePhones {
@@ -166,6 +168,7 @@ impl FakePhones {
             changeable: false,
             can_store: false,
             stored: RefCell::new(vec![]),
+            keys: RefCell::new(vec![]),
         }
     }
 
@@ -180,8 +183,10 @@ impl FakePhones {
 }
 
 impl PhoneBook for FakePhones {
-    fn find(&self, _: &str) -> Result<Option<Found>, SourceError> {
-        Ok(self.found.borrow().clone()?.map(|number| Found {
+    fn find(&self, user: &str) -> Result<Option<Found>, SourceError> {
+        self.keys.borrow_mut().push(user.to_string());
+        let found = self.found.borrow().clone()?.filter(|_| user == "alice");
+        Ok(found.map(|number| Found {
             number,
             changeable: self.changeable,
             source: "directory",
@@ -190,20 +195,64 @@ impl PhoneBook for FakePhones {
     fn can_store(&self) -> bool {
         self.can_store
     }
-    fn store(&self, _: &str, e164: &str) -> Result<(), SourceError> {
+    fn store(&self, user: &str, e164: &str) -> Result<(), SourceError> {
+        self.keys.borrow_mut().push(user.to_string());
         self.stored.borrow_mut().push(e164.to_string());
         *self.found.borrow_mut() = Ok(Some(e164.to_string()));
         Ok(())
     }
 }
 
-struct FakeUsers;
-impl UserDb for FakeUsers {
-    fn exists(&self, u: &str) -> bool {
-        u == "alice"
+/// A user database that ignores case, as sssd's AD provider does: any
+/// capitalisation of "alice" is the account alice. Groups: alice (1000) and
+/// staff (50); admins (60) exists without her.
+#[derive(Default)]
+struct FakeUsers {
+    fault: Option<Fault>,
+}
+
+/// A lookup that fails (an NSS error, not "not found").
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    User,
+    GroupList,
+    Group(&'static str),
+}
+
+impl FakeUsers {
+    fn failing(fault: Fault) -> Self {
+        FakeUsers { fault: Some(fault) }
     }
-    fn groups(&self, _: &str) -> Vec<String> {
-        vec!["alice".into(), "staff".into()]
+}
+
+impl UserDb for FakeUsers {
+    fn lookup(&self, typed: &str) -> Result<Option<Account>, String> {
+        if self.fault == Some(Fault::User) {
+            return Err("getpwnam_r failed: Input/output error".into());
+        }
+        Ok(typed.eq_ignore_ascii_case("alice").then(|| Account {
+            name: "alice".into(),
+            uid: 1000,
+            gid: 1000,
+        }))
+    }
+    fn group_ids(&self, account: &Account) -> Result<Vec<u32>, String> {
+        assert_eq!(account.name, "alice");
+        if self.fault == Some(Fault::GroupList) {
+            return Err("getgrouplist failed".into());
+        }
+        Ok(vec![1000, 50])
+    }
+    fn group_id(&self, name: &str) -> Result<Option<u32>, String> {
+        if matches!(self.fault, Some(Fault::Group(g)) if g == name) {
+            return Err("getgrnam_r failed: Input/output error".into());
+        }
+        Ok(match name {
+            "alice" => Some(1000),
+            "staff" => Some(50),
+            "admins" => Some(60),
+            _ => None,
+        })
     }
 }
 
@@ -772,12 +821,22 @@ struct Deps<'a> {
 
 impl Deps<'_> {
     fn drive(&self, cfg: &Config, login: &Login, conv: &mut dyn Conversation) -> Outcome {
+        self.drive_as(&FakeUsers::default(), cfg, login, conv)
+    }
+
+    fn drive_as(
+        &self,
+        users: &dyn UserDb,
+        cfg: &Config,
+        login: &Login,
+        conv: &mut dyn Conversation,
+    ) -> Outcome {
         let mut env = Env {
             conv,
             api: self.api,
             phones: self.phones,
             lookup: self.api,
-            users: &FakeUsers,
+            users,
             events: self.log,
             clock: self.clock,
             state: self.store,
@@ -794,6 +853,7 @@ struct World {
     store: MemoryStore,
     clock: FakeClock,
     log: MemoryLog,
+    users: FakeUsers,
 }
 
 impl World {
@@ -809,13 +869,23 @@ impl World {
             store: MemoryStore::default(),
             clock: FakeClock(Cell::new(1_000_000)),
             log: MemoryLog::default(),
+            users: FakeUsers::default(),
         }
     }
 
     fn login_from(&self, rhost: &str, answers: &[&str]) -> (Outcome, ScriptedConv) {
+        self.login_full("alice", rhost, answers)
+    }
+
+    /// A login as `user`, typed as the client typed it.
+    fn login_as(&self, user: &str, answers: &[&str]) -> (Outcome, ScriptedConv) {
+        self.login_full(user, "192.0.2.7", answers)
+    }
+
+    fn login_full(&self, user: &str, rhost: &str, answers: &[&str]) -> (Outcome, ScriptedConv) {
         let mut conv = ScriptedConv::new(answers);
         let login = Login {
-            user: "alice",
+            user,
             rhost: Some(rhost),
             tty: Some("ssh"),
             service: "sshd",
@@ -828,7 +898,7 @@ impl World {
             clock: &self.clock,
             log: &self.log,
         };
-        let outcome = deps.drive(&self.cfg, &login, &mut conv);
+        let outcome = deps.drive_as(&self.users, &self.cfg, &login, &mut conv);
         (outcome, conv)
     }
 
@@ -1400,5 +1470,142 @@ fn channel_that_cannot_reach_the_number_offers_the_others() {
     assert_eq!(
         (r.outcome, r.conv.errors()),
         (Outcome::AuthErr, vec![msg::NO_METHOD_REACHES.to_string()])
+    );
+}
+
+// --- One account, one key (a directory that ignores case) -----------------
+
+#[test]
+fn any_capitalisation_is_keyed_by_the_account_name() {
+    let w = World::with_phones(
+        "allowed_methods = [\"sms\"]\nallow_change = false\nservice_name = \"{user}@{host}\"\n",
+        FakePhones::directory(Some(ALICE_PHONE)),
+    );
+    let (o, conv) = w.login_as("ALICE", &["123456"]);
+    assert_eq!(o, Outcome::Success);
+    assert_eq!(conv.prompts(), vec![PROMPT], "her number, no registration");
+    assert_eq!(*w.phones.keys.borrow(), vec!["alice"]);
+    assert!(
+        matches!(&w.api.calls()[0], Call::Send(to, _, Some(f)) if to == ALICE_PHONE && f == "alice@bastion")
+    );
+    // Every record names the account, and the typed name beside it.
+    let log = w.log.0.borrow();
+    let with_user: Vec<_> = log.iter().filter(|r| r.get("user").is_some()).collect();
+    assert!(!with_user.is_empty());
+    for r in with_user {
+        assert_eq!(r.get("user"), Some("alice"), "{r:?}");
+        assert_eq!(r.get("typed_user"), Some("ALICE"), "{r:?}");
+    }
+    drop(log);
+    // The name as the account spells it adds no typed_user.
+    let (o, _) = w.login(&["123456"]);
+    assert_eq!(o, Outcome::Success);
+    let sent = w.events("verification_sent");
+    assert_eq!(sent[1].get("typed_user"), None);
+}
+
+#[test]
+fn wrong_codes_under_any_spelling_share_one_count_and_one_lockout() {
+    let w = World::new("allowed_methods = [\"sms\"]\nmax_attempts = 3\n");
+    assert_eq!(w.login_as("ALICE", &["000001"]).0, Outcome::ConvErr);
+    assert_eq!(w.login_as("Alice", &["000002"]).0, Outcome::ConvErr);
+    assert_eq!(w.state().attempts, 2, "one count, kept under alice");
+    assert_eq!(w.login_as("aLiCe", &["000003"]).0, Outcome::MaxTries);
+    let sends = w.sends();
+    for spelling in ["alice", "ALICE", "Alice"] {
+        let (o, conv) = w.login_as(spelling, &["123456"]);
+        assert_eq!(o, Outcome::MaxTries, "{spelling} is locked out too");
+        assert!(conv.prompts().is_empty());
+    }
+    assert_eq!(w.sends(), sends, "no code while locked out");
+}
+
+#[test]
+fn another_spelling_cannot_register_or_skip() {
+    let w = World::with_phones(
+        &format!("{REGISTER}register_optional = true\nallow_change = false\n"),
+        FakePhones::directory(Some(ALICE_PHONE)),
+    );
+    let (o, conv) = w.login_as("ALICE", &["skip"]);
+    assert_eq!(o, Outcome::ConvErr, "asked for a code, not a number");
+    assert_eq!(conv.prompts()[0], PROMPT);
+    assert!(w.events("registration_skipped").is_empty());
+    assert!(w.phones.stored.borrow().is_empty());
+    assert_eq!(w.sent_to(), vec![ALICE_PHONE]);
+}
+
+#[test]
+fn a_failed_user_lookup_denies_without_sending() {
+    let mut w = World::new(SMS_ONLY);
+    w.users = FakeUsers::failing(Fault::User);
+    let (o, conv) = w.login_as("ALICE", &["123456"]);
+    assert_eq!(
+        o,
+        Outcome::AuthErr,
+        "never USER_UNKNOWN or AUTHINFO_UNAVAIL"
+    );
+    assert_eq!(conv.errors(), vec![msg::UNAVAILABLE]);
+    assert!(conv.prompts().is_empty());
+    assert!(w.api.calls().is_empty());
+    let log = w.log.0.borrow();
+    let line = log.iter().find(|r| r.level == Level::Error).unwrap();
+    assert!(line.get("msg").unwrap().contains("cannot look up the user"));
+    assert_eq!(line.get("typed_user"), Some("ALICE"));
+}
+
+#[test]
+fn unknown_names_are_user_unknown_without_a_lookup_error() {
+    let w = World::new(SMS_ONLY);
+    for name in ["", "mallory", &"a".repeat(300)] {
+        let (o, conv) = w.login_as(name, &["123456"]);
+        assert_eq!(o, Outcome::UserUnknown, "{name}");
+        assert!(conv.shown.is_empty());
+    }
+    assert!(w.api.calls().is_empty());
+}
+
+// --- Group lookups fail closed ----------------------------------------------
+
+#[test]
+fn a_failed_group_lookup_means_the_user_verifies() {
+    for (extra, fault) in [
+        // She is not in admins: only a failure could skip her.
+        ("only_groups = [\"admins\"]\n", Some(Fault::GroupList)),
+        ("only_groups = [\"admins\"]\n", Some(Fault::Group("admins"))),
+        ("only_groups = [\"admins\", \"nosuch\"]\n", None),
+        ("only_groups = [\"nosuch\"]\n", None),
+        // She is in staff, but a lookup failed: no exemption either.
+        ("exempt_groups = [\"staff\"]\n", Some(Fault::GroupList)),
+        ("exempt_groups = [\"staff\"]\n", Some(Fault::Group("staff"))),
+        ("exempt_groups = [\"staff\", \"nosuch\"]\n", None),
+    ] {
+        let mut w = World::new(&format!("{SMS_ONLY}{extra}"));
+        if let Some(f) = fault {
+            w.users = FakeUsers::failing(f);
+        }
+        let (o, conv) = w.login(&["123456"]);
+        assert_eq!(o, Outcome::Success, "{extra}");
+        assert_eq!(conv.prompts(), vec![PROMPT], "{extra}");
+        assert!(w.events("verification_skipped").is_empty(), "{extra}");
+        let log = w.log.0.borrow();
+        assert!(
+            log.iter().any(|r| r.level == Level::Warning
+                && r.get("msg").unwrap_or("").contains("group lookup failed")),
+            "{extra}: {log:?}"
+        );
+    }
+}
+
+#[test]
+fn a_group_failure_does_not_stop_a_trusted_network_skip() {
+    let mut w = World::new(&format!(
+        "{SMS_ONLY}only_groups = [\"admins\"]\ntrusted_networks = [\"192.0.2.0/24\"]\n"
+    ));
+    w.users = FakeUsers::failing(Fault::GroupList);
+    let (o, _) = w.login(&[]);
+    assert_eq!(o, Outcome::Ignore);
+    assert_eq!(
+        w.events("verification_skipped")[0].get("reason"),
+        Some("trusted_network:192.0.2.0/24")
     );
 }

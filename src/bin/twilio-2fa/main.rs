@@ -80,7 +80,30 @@ fn check_config(args: &[String]) -> Result<(), String> {
     let path = PathBuf::from(args.first().map(String::as_str).unwrap_or(DEFAULT_PATH));
     let cfg = Config::load(&path).map_err(|e| e.to_string())?;
     println!("{}: OK\n{}", path.display(), cfg.summary());
+    group_warnings(&cfg);
     Ok(())
+}
+
+/// A group name that does not resolve makes every user verify (the module
+/// cannot tell they are outside it): say so before logins show it.
+fn group_warnings(cfg: &Config) {
+    use pam_twilio_2fa::users::{SystemUsers, UserDb};
+    for (key, names) in [
+        ("only_groups", &cfg.only_groups),
+        ("exempt_groups", &cfg.exempt_groups),
+    ] {
+        for name in names {
+            let problem = match SystemUsers.group_id(name) {
+                Ok(Some(_)) => continue,
+                Ok(None) => "no such group".to_string(),
+                Err(e) => e,
+            };
+            println!(
+                "warning: {key}: group \"{}\": {problem}; while it does not resolve, every user must verify",
+                terminal_safe(name)
+            );
+        }
+    }
 }
 
 /// Reads `--flag value` pairs; every flag must be known and have a value.

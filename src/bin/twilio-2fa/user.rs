@@ -45,10 +45,14 @@ fn set(args: &[OsString]) -> Result<(), String> {
         &["--no-lookup"],
         2,
     )?;
-    let user = user_name(&a)?;
-    if !SystemUsers.exists(&user) {
-        return Err(format!("{user}: no such user on this system"));
-    }
+    let typed = user_name(&a)?;
+    // The module keys numbers by the account's own name (pw_name), so a
+    // number stored under another capitalisation would never be read.
+    let user = match SystemUsers.lookup(&typed) {
+        Ok(Some(account)) => account.name,
+        Ok(None) => return Err(format!("{typed}: no such user on this system")),
+        Err(e) => return Err(format!("{typed}: cannot look up the user: {e}")),
+    };
     let raw = a.positional[1].to_string_lossy();
     let use_lookup = !a.switches.iter().any(|s| s == "--no-lookup");
     let client = TwilioClient::new(&a.cfg);
