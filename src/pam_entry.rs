@@ -130,6 +130,8 @@ fn authenticate(pamh: &Pam, flags: PamFlags, args: &[String]) -> PamError {
         tty: tty.as_deref(),
         service: &service,
         hostname: &hostname,
+        caller_uid: unsafe { libc::getuid() },
+        session: crate::session::current(),
     };
     let mut env = Env {
         conv: &mut conv,

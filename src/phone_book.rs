@@ -40,6 +40,10 @@ pub trait PhoneBook {
     fn can_store(&self) -> bool;
     /// Stores an E.164 number for `user`, atomically.
     fn store(&self, user: &str, e164: &str) -> Result<(), SourceError>;
+    /// What the `[phones] directory` holds for `user` now (the other sources
+    /// are never written): the flow compares it, under the user's lock, with
+    /// what the login found before it stores a new number.
+    fn stored(&self, user: &str) -> Result<Option<String>, SourceError>;
 }
 
 /// Largest phone file we read; anything bigger is not a phone number.
@@ -106,8 +110,11 @@ impl PhoneDirectory {
         Ok(Some(text.trim().to_string()).filter(|t| !t.is_empty()))
     }
 
-    /// Writes `e164` for `user`: temporary file, fsync, rename. Creates the
-    /// directory (0700) if it is missing.
+    /// Writes `e164` for `user`: a temporary file of this writer's own,
+    /// fsync, rename, so a reader sees the old or the new number and two
+    /// writers never share a file. Creates the directory (0700) if it is
+    /// missing. Callers hold the user's state lock, so that a login cannot
+    /// overwrite a number an administrator set meanwhile (see the flow).
     pub fn store(&self, user: &str, e164: &str) -> Result<(), SourceError> {
         let file = self
             .file(user)
@@ -122,9 +129,7 @@ impl PhoneDirectory {
                 .map_err(|e| err(e.to_string()))?;
         }
         crate::state::check_dir_safety(&self.path, 0o022).map_err(err)?;
-        // Dot-names never belong to a user (see is_safe_file_name).
-        let tmp = self.path.join(format!(".{user}.tmp"));
-        crate::state::replace_file(&tmp, &file, format!("{e164}\n").as_bytes())
+        write_new_file(&self.path, &file, format!("{e164}\n").as_bytes())
             .map_err(|e| err(e.to_string()))
     }
 
@@ -285,6 +290,48 @@ impl PhoneBook for Sources {
             )),
         }
     }
+
+    fn stored(&self, user: &str) -> Result<Option<String>, SourceError> {
+        match &self.directory {
+            Some(d) => d.lookup(user),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Replaces `file` (in `dir`) with `contents`, mode 0600, through a
+/// temporary file only this call uses: a dot-name (never a user's, see
+/// `is_safe_file_name`) made of the process id, a per-process counter and
+/// the time, created with O_EXCL. It is removed if anything fails.
+fn write_new_file(dir: &Path, file: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!(".new-{}-{n}-{nanos}.tmp", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&tmp)?;
+    let written = f
+        .write_all(contents)
+        .and_then(|()| f.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, file));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    // Makes the rename durable.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 /// True for names that are a single plain path component.
