@@ -107,7 +107,15 @@ impl PhoneDirectory {
         // A number the user could rewrite would let them move their own second factor.
         check_file_safety(&file).map_err(err)?;
         let text = read_limited(&file, MAX_PHONE_FILE).map_err(|e| err(e.to_string()))?;
-        Ok(Some(text.trim().to_string()).filter(|t| !t.is_empty()))
+        // An empty file is damage (a full disk, a truncation), never "no
+        // number": that would let whoever can empty it register a phone.
+        let number = text.trim();
+        if number.is_empty() {
+            return Err(err(
+                "is empty; restore the number (twilio-2fa user set) or remove the file".into(),
+            ));
+        }
+        Ok(Some(number.to_string()))
     }
 
     /// Writes `e164` for `user`: a temporary file of this writer's own,
@@ -407,6 +415,21 @@ mod tests {
             .unwrap();
         let src = PhoneDirectory { path: dir.clone() };
         assert!(src.lookup("alice").is_err());
+    }
+
+    #[test]
+    fn an_empty_number_file_is_damage_not_no_number() {
+        let lab = tempdir("phones-empty");
+        let src = PhoneDirectory {
+            path: lab.dir.clone(),
+        };
+        for text in ["", "\n", "  \t\n"] {
+            private(&lab.dir.join("alice"), text);
+            assert!(
+                src.lookup("alice").unwrap_err().0.contains("is empty"),
+                "{text:?}"
+            );
+        }
     }
 
     #[test]
