@@ -216,7 +216,7 @@ fn user_set_ends_remembered_logins() {
     assert!(state_of(&s, USER).remembered.is_empty());
     assert!(
         s.log()
-            .contains("event=phone_set user=root to=+1******0123 remembered_dropped=1"),
+            .contains("event=remembered_ended user=root count=1 reason=phone_set"),
         "{}",
         s.log()
     );
@@ -231,7 +231,7 @@ fn user_remove_ends_remembered_logins() {
     assert!(state_of(&s, USER).remembered.is_empty());
     assert!(
         s.log()
-            .contains("event=phone_removed user=root remembered_dropped=1"),
+            .contains("event=remembered_ended user=root count=1 reason=phone_removed"),
         "{}",
         s.log()
     );
@@ -253,7 +253,12 @@ fn a_change_of_number_at_login_ends_remembered_logins() {
     );
     r.assert_rc(PAM_SUCCESS);
     assert!(state_of(&s, USER).remembered.is_empty());
-    assert!(s.log().contains("remembered_dropped=1"), "{}", s.log());
+    assert!(
+        s.log()
+            .contains("event=remembered_ended user=root count=1 reason=phone_changed"),
+        "{}",
+        s.log()
+    );
     s.login_as(USER, HOST_A, 0, vec![]).assert_rc(PAM_CONV_ERR);
 }
 

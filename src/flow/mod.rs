@@ -346,16 +346,26 @@ impl<'a, 'b> Flow<'a, 'b> {
             return Ok(outcome);
         }
         let dropped = self.store_number(&new)?;
-        let r = match old {
-            None => Record::event("registered"),
-            Some(o) => Record::event("phone_changed").with("old", o.masked_e164()),
+        let (reason, r) = match old {
+            None => ("registered", Record::event("registered")),
+            Some(o) => (
+                "phone_changed",
+                Record::event("phone_changed").with("old", o.masked_e164()),
+            ),
         };
         self.log(
             r.with("user", self.login.user)
                 .with("to", new.masked_e164())
-                .with("service", self.login.service)
-                .with("remembered_dropped", dropped.to_string()),
+                .with("service", self.login.service),
         );
+        if dropped > 0 {
+            self.log(
+                Record::event("remembered_ended")
+                    .with("user", self.login.user)
+                    .with("count", dropped.to_string())
+                    .with("reason", reason),
+            );
+        }
         Ok(Outcome::Success)
     }
 

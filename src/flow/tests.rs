@@ -1565,9 +1565,10 @@ fn a_new_number_ends_every_remembered_login() {
     );
     assert_eq!(o, Outcome::Success);
     assert!(w.state().remembered.is_empty(), "{:?}", w.state());
+    let ended = w.events("remembered_ended");
     assert_eq!(
-        w.events("phone_changed")[0].get("remembered_dropped"),
-        Some("1")
+        (ended[0].get("count"), ended[0].get("reason")),
+        (Some("1"), Some("phone_changed"))
     );
     assert_eq!(w.login_from("192.0.2.1", &[]).0, Outcome::ConvErr);
 }

@@ -67,6 +67,18 @@ fn under_user_lock(
         .map_err(|e| e.to_string())
 }
 
+fn log_remembered_ended(a: &AdminArgs, user: &str, count: usize, reason: &str) {
+    if count > 0 {
+        admin_args::log_event(
+            &a.cfg,
+            Record::event("remembered_ended")
+                .with("user", user)
+                .with("count", count.to_string())
+                .with("reason", reason),
+        );
+    }
+}
+
 fn set(args: &[OsString]) -> Result<(), String> {
     let a = admin_args::parse(
         "user set USER NUMBER [--no-lookup] [--config PATH]",
@@ -94,9 +106,9 @@ fn set(args: &[OsString]) -> Result<(), String> {
         &a.cfg,
         Record::event("phone_set")
             .with("user", user.as_str())
-            .with("to", n.masked_e164())
-            .with("remembered_dropped", dropped.to_string()),
+            .with("to", n.masked_e164()),
     );
+    log_remembered_ended(&a, &user, dropped, "phone_set");
     println!(
         "{user}: {} stored in {}",
         n.masked_e164(),
@@ -152,10 +164,9 @@ fn remove(args: &[OsString]) -> Result<(), String> {
     if removed {
         admin_args::log_event(
             &a.cfg,
-            Record::event("phone_removed")
-                .with("user", user.as_str())
-                .with("remembered_dropped", dropped.to_string()),
+            Record::event("phone_removed").with("user", user.as_str()),
         );
+        log_remembered_ended(&a, &user, dropped, "phone_removed");
         println!("{user}: number removed from {}", dir.path.display());
         if let Ok(Some(f)) = sources.find(&user) {
             println!(
