@@ -49,8 +49,8 @@ pub struct PendingSend {
 #[serde(deny_unknown_fields)]
 pub struct Remembered {
     /// Who proved the second factor, where, through which service: built by
-    /// `flow::Login::origin` ("svc=... rhost=..." or "svc=... uid=... tty=...
-    /// session=..."). Entries in the older "rhost:X" / "tty:X" form never
+    /// `flow::Login::origin` ("svc=... uid=... rhost=..." or "svc=... uid=...
+    /// tty=... session=..."). Entries in the older "rhost:X" / "tty:X" form never
     /// match a new origin; they just expire.
     pub origin: String,
     pub verified_at: u64,

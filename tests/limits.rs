@@ -403,7 +403,7 @@ fn admin_status_unlock_and_forget() {
     assert!(out.contains("attempts used  0 of 2"), "{out}");
     assert!(out.contains("locked until   20"), "{out}");
     assert!(
-        out.contains("remembered     svc=t2fa-test rhost=192.0.2.9 verified"),
+        out.contains("remembered     svc=t2fa-test uid=0 rhost=192.0.2.9 verified"),
         "{out}"
     );
     assert!(!out.contains("2015552671"), "full number shown:\n{out}");

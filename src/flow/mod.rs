@@ -61,15 +61,19 @@ pub struct Login<'a> {
 
 impl Login<'_> {
     /// Where and by whom the second factor was proven, for `remember`:
-    /// always bound to the PAM service; a remote login to the remote host;
-    /// a local one to the terminal, the calling user and the terminal's
-    /// session (a terminal name alone is reused by the next user). `None`
+    /// always bound to the PAM service and the caller's real uid (root for
+    /// sshd; the user for a local program that sets PAM_RHOST, such as sudo
+    /// with pam_rhost); a remote login to the remote host; a local one to
+    /// the terminal and its session (a terminal name alone is reused by the
+    /// next user). `None`
     /// (nothing remembered, nothing matches) when a part is missing or the
     /// origin would be longer than the state file keeps.
     pub fn origin(&self) -> Option<String> {
         let svc = escape(self.service);
         let origin = match (self.rhost, self.tty, &self.session) {
-            (Some(h), _, _) if !h.is_empty() => format!("svc={svc} rhost={}", escape(h)),
+            (Some(h), _, _) if !h.is_empty() => {
+                format!("svc={svc} uid={} rhost={}", self.caller_uid, escape(h))
+            }
             (_, Some(t), Some(session)) if !t.is_empty() && !session.is_empty() => format!(
                 "svc={svc} uid={} tty={} session={}",
                 self.caller_uid,

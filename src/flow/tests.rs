@@ -1455,7 +1455,12 @@ fn origins_name_the_service_and_for_terminals_the_caller_and_session() {
         rhost: Some("2001:db8::1"),
         ..local_login("sshd", 0, None)
     };
-    assert_eq!(remote.origin().unwrap(), "svc=sshd rhost=2001:db8::1");
+    assert_eq!(remote.origin().unwrap(), "svc=sshd uid=0 rhost=2001:db8::1");
+    let other_caller = Login {
+        caller_uid: 1000,
+        ..remote.clone()
+    };
+    assert_ne!(other_caller.origin(), remote.origin());
     let local = local_login("su", 1000, Some("b00t-id/42/1234"));
     assert_eq!(
         local.origin().unwrap(),
