@@ -418,6 +418,26 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_store_leaves_no_temporary_file() {
+        let lab = tempdir("phones-store");
+        let src = PhoneDirectory {
+            path: lab.phones.clone(),
+        };
+        src.store("alice", "+12015550001").unwrap();
+        src.store("alice", "+12015550002").unwrap();
+        assert_eq!(src.lookup("alice"), Ok(Some("+12015550002".into())));
+        // The rename cannot replace a non-empty directory.
+        std::fs::create_dir_all(lab.phones.join("bob").join("x")).unwrap();
+        assert!(src.store("bob", "+12015550003").is_err());
+        let mut names: Vec<String> = std::fs::read_dir(&lab.phones)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, vec!["alice", "bob"]);
+    }
+
+    #[test]
     fn an_empty_number_file_is_damage_not_no_number() {
         let lab = tempdir("phones-empty");
         let src = PhoneDirectory {
