@@ -131,7 +131,10 @@ fn authenticate(pamh: &Pam, flags: PamFlags, args: &[String]) -> PamError {
         service: &service,
         hostname: &hostname,
         caller_uid: unsafe { libc::getuid() },
-        session: crate::session::current(),
+        // Only a local login that may be remembered needs it.
+        session: (cfg.remember > 0 && rhost.is_none())
+            .then(crate::session::current)
+            .flatten(),
     };
     let mut env = Env {
         conv: &mut conv,

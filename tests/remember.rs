@@ -119,6 +119,19 @@ fn proven_locally() -> Setup {
 }
 
 #[test]
+fn a_local_login_is_remembered_on_its_terminal_only() {
+    if !is_host() {
+        return in_own_session("a_local_login_is_remembered_on_its_terminal_only");
+    }
+    let s = proven_locally();
+    s.login_full(USER, None, Some("/dev/pts/8"), 0, vec![])
+        .assert_rc(PAM_CONV_ERR);
+    // No rhost and no tty: nothing to remember by.
+    s.login_full(USER, None, None, 0, vec![])
+        .assert_rc(PAM_CONV_ERR);
+}
+
+#[test]
 fn a_local_login_is_not_remembered_for_another_service() {
     if !is_host() {
         return in_own_session("a_local_login_is_not_remembered_for_another_service");
@@ -276,4 +289,52 @@ fn a_registration_ends_remembered_logins() {
     .assert_rc(PAM_SUCCESS);
     assert!(state_of(&s, USER).remembered.is_empty());
     s.login_as(USER, HOST_A, 0, vec![]).assert_rc(PAM_CONV_ERR);
+}
+
+/// A login whose session cannot be told (its leader has gone) is neither
+/// remembered nor matched: the test runs again as a session leader that
+/// starts the login process and exits at once.
+#[test]
+fn a_login_whose_session_leader_has_gone_is_not_remembered() {
+    const NAME: &str = "a_login_whose_session_leader_has_gone_is_not_remembered";
+    let exe = std::env::current_exe().unwrap();
+    match std::env::var(ROLE).as_deref() {
+        Err(_) => {
+            // Reads until the login process, which inherits the pipe, ends.
+            let (ok, out, err) = run_with_deadline(
+                Command::new(exe)
+                    .args(["--exact", NAME, "--nocapture"])
+                    .env(ROLE, "leader"),
+                120,
+            );
+            assert!(ok && out.contains("orphan-ok"), "{out}\n{err}");
+        }
+        Ok("leader") => {
+            assert!(unsafe { libc::setsid() } > 0, "setsid");
+            // It must outlive this process (then init reaps it).
+            #[allow(clippy::zombie_processes)]
+            let _orphan = Command::new(exe)
+                .args(["--exact", NAME, "--nocapture"])
+                .env(ROLE, "orphan")
+                .env("T2FA_LEADER", std::process::id().to_string())
+                .spawn()
+                .unwrap();
+        }
+        Ok("orphan") => {
+            let leader = std::env::var("T2FA_LEADER").unwrap();
+            let gone = (0..1000).any(|_| {
+                std::thread::sleep(Duration::from_millis(20));
+                !std::path::Path::new("/proc").join(&leader).exists()
+            });
+            assert!(gone, "session leader {leader} still there");
+            let s = Setup::sms("remember = 600\n");
+            s.login_full(USER, None, Some(TTY), 0, vec![Answer::Code])
+                .assert_rc(PAM_SUCCESS);
+            assert!(state_of(&s, USER).remembered.is_empty());
+            s.login_full(USER, None, Some(TTY), 0, vec![])
+                .assert_rc(PAM_CONV_ERR);
+            println!("orphan-ok");
+        }
+        Ok(_) => {}
+    }
 }
