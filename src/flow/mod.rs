@@ -65,9 +65,8 @@ impl Login<'_> {
     /// sshd; the user for a local program that sets PAM_RHOST, such as sudo
     /// with pam_rhost); a remote login to the remote host; a local one to
     /// the terminal and its session (a terminal name alone is reused by the
-    /// next user). `None`
-    /// (nothing remembered, nothing matches) when a part is missing or the
-    /// origin would be longer than the state file keeps.
+    /// next user). `None` (nothing remembered, nothing matches) when a part
+    /// is missing or the origin would be longer than the state file keeps.
     pub fn origin(&self) -> Option<String> {
         let svc = escape(self.service);
         let origin = match (self.rhost, self.tty, &self.session) {

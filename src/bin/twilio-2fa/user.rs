@@ -63,8 +63,10 @@ fn under_user_lock(
             }));
         })
         .map_err(|e| format!("{e} (the number was not changed)"))?;
-    out.expect("update ran the change")
-        .map_err(|e| e.to_string())
+    match out {
+        Some(result) => result.map_err(|e| e.to_string()),
+        None => Err("the state file was not read; nothing was changed".into()),
+    }
 }
 
 fn log_remembered_ended(a: &AdminArgs, user: &str, count: usize, reason: &str) {
