@@ -624,6 +624,33 @@ impl Config {
                 ));
             }
         }
+        notes.extend(self.shadowing_notes());
+        notes
+    }
+
+    /// Registration writes the directory, which the other sources are read
+    /// around: say which number wins and how to go back. (A change at login
+    /// only replaces a number already in the directory, so it shadows
+    /// nothing new; allow_change, on by default, adds no note.)
+    fn shadowing_notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        let Some(dir) = &self.phones_directory else {
+            return notes;
+        };
+        if !self.allow_register {
+            return notes;
+        }
+        let dir = dir.display();
+        if self.phones_command.is_some() {
+            notes.push(format!(
+                "allow_register is on with a [phones] command: the directory {dir} is read before the command, so a number registered at login (when the command prints nothing and exits 0) is stored there and shadows the command's number for that user from then on; `twilio-2fa user remove USER` goes back to the command's number; turn allow_register off once the command has a number for everyone"
+            ));
+        }
+        if self.phones_file.is_some() {
+            notes.push(format!(
+                "allow_register is on with a [phones] file: the file is read before the directory {dir}, so users it lists can neither register nor change; a number registered for a user it does not list stays in the directory and is used until that user is added to the file or `twilio-2fa user remove USER` is run"
+            ));
+        }
         notes
     }
 }
@@ -768,6 +795,26 @@ service_sid = "VA0123456789abcdef0123456789abcdef"
         assert!(c.obfuscate);
         assert_eq!(c.default_region, "US");
         assert_eq!(c.label(Method::Sms), "text message");
+    }
+
+    #[test]
+    fn registration_next_to_another_source_says_what_shadows_what() {
+        let with = |extra: &str| {
+            let c = Config::parse(&format!("{MINIMAL}{extra}")).unwrap();
+            c.notes().join("\n")
+        };
+        let both = "[phones]\ndirectory = \"/d\"\ncommand = \"/bin/q %u\"\nfile = \"/f\"\n";
+        let notes = with(&format!("allow_register = true\n{both}"));
+        assert!(notes.contains("read before the command"), "{notes}");
+        assert!(notes.contains("shadows the command's number"), "{notes}");
+        assert!(
+            notes.contains("the file is read before the directory /d"),
+            "{notes}"
+        );
+        // Change alone (on by default) shadows nothing new.
+        let notes = with(both);
+        assert!(!notes.contains("shadow"), "{notes}");
+        assert!(!with("allow_register = true\n[phones]\ndirectory = \"/d\"\n").contains("shadow"));
     }
 
     #[test]

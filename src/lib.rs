@@ -19,6 +19,7 @@ mod pam_ffi;
 pub mod phone;
 pub mod phone_book;
 mod resolver;
+pub mod session;
 pub mod simulator;
 pub mod state;
 pub mod twilio_client;

@@ -130,6 +130,11 @@ fn authenticate(pamh: &Pam, flags: PamFlags, args: &[String]) -> PamError {
         tty: tty.as_deref(),
         service: &service,
         hostname: &hostname,
+        caller_uid: unsafe { libc::getuid() },
+        // Only a local login that may be remembered needs it.
+        session: (cfg.remember > 0 && rhost.is_none())
+            .then(crate::session::current)
+            .flatten(),
     };
     let mut env = Env {
         conv: &mut conv,

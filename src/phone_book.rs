@@ -40,6 +40,10 @@ pub trait PhoneBook {
     fn can_store(&self) -> bool;
     /// Stores an E.164 number for `user`, atomically.
     fn store(&self, user: &str, e164: &str) -> Result<(), SourceError>;
+    /// What the `[phones] directory` holds for `user` now (the other sources
+    /// are never written): the flow compares it, under the user's lock, with
+    /// what the login found before it stores a new number.
+    fn stored(&self, user: &str) -> Result<Option<String>, SourceError>;
 }
 
 /// Largest phone file we read; anything bigger is not a phone number.
@@ -103,11 +107,22 @@ impl PhoneDirectory {
         // A number the user could rewrite would let them move their own second factor.
         check_file_safety(&file).map_err(err)?;
         let text = read_limited(&file, MAX_PHONE_FILE).map_err(|e| err(e.to_string()))?;
-        Ok(Some(text.trim().to_string()).filter(|t| !t.is_empty()))
+        // An empty file is damage (a full disk, a truncation), never "no
+        // number": that would let whoever can empty it register a phone.
+        let number = text.trim();
+        if number.is_empty() {
+            return Err(err(
+                "is empty; restore the number (twilio-2fa user set) or remove the file".into(),
+            ));
+        }
+        Ok(Some(number.to_string()))
     }
 
-    /// Writes `e164` for `user`: temporary file, fsync, rename. Creates the
-    /// directory (0700) if it is missing.
+    /// Writes `e164` for `user`: a temporary file of this writer's own,
+    /// fsync, rename, so a reader sees the old or the new number and two
+    /// writers never share a file. Creates the directory (0700) if it is
+    /// missing. Callers hold the user's state lock, so that a login cannot
+    /// overwrite a number an administrator set meanwhile (see the flow).
     pub fn store(&self, user: &str, e164: &str) -> Result<(), SourceError> {
         let file = self
             .file(user)
@@ -122,9 +137,7 @@ impl PhoneDirectory {
                 .map_err(|e| err(e.to_string()))?;
         }
         crate::state::check_dir_safety(&self.path, 0o022).map_err(err)?;
-        // Dot-names never belong to a user (see is_safe_file_name).
-        let tmp = self.path.join(format!(".{user}.tmp"));
-        crate::state::replace_file(&tmp, &file, format!("{e164}\n").as_bytes())
+        write_new_file(&self.path, &file, format!("{e164}\n").as_bytes())
             .map_err(|e| err(e.to_string()))
     }
 
@@ -285,6 +298,48 @@ impl PhoneBook for Sources {
             )),
         }
     }
+
+    fn stored(&self, user: &str) -> Result<Option<String>, SourceError> {
+        match &self.directory {
+            Some(d) => d.lookup(user),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Replaces `file` (in `dir`) with `contents`, mode 0600, through a
+/// temporary file only this call uses: a dot-name (never a user's, see
+/// `is_safe_file_name`) made of the process id, a per-process counter and
+/// the time, created with O_EXCL. It is removed if anything fails.
+fn write_new_file(dir: &Path, file: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!(".new-{}-{n}-{nanos}.tmp", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&tmp)?;
+    let written = f
+        .write_all(contents)
+        .and_then(|()| f.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, file));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    // Makes the rename durable.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 /// True for names that are a single plain path component.
@@ -360,6 +415,41 @@ mod tests {
             .unwrap();
         let src = PhoneDirectory { path: dir.clone() };
         assert!(src.lookup("alice").is_err());
+    }
+
+    #[test]
+    fn a_failed_store_leaves_no_temporary_file() {
+        let lab = tempdir("phones-store");
+        let src = PhoneDirectory {
+            path: lab.phones.clone(),
+        };
+        src.store("alice", "+12015550001").unwrap();
+        src.store("alice", "+12015550002").unwrap();
+        assert_eq!(src.lookup("alice"), Ok(Some("+12015550002".into())));
+        // The rename cannot replace a non-empty directory.
+        std::fs::create_dir_all(lab.phones.join("bob").join("x")).unwrap();
+        assert!(src.store("bob", "+12015550003").is_err());
+        let mut names: Vec<String> = std::fs::read_dir(&lab.phones)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, vec!["alice", "bob"]);
+    }
+
+    #[test]
+    fn an_empty_number_file_is_damage_not_no_number() {
+        let lab = tempdir("phones-empty");
+        let src = PhoneDirectory {
+            path: lab.dir.clone(),
+        };
+        for text in ["", "\n", "  \t\n"] {
+            private(&lab.dir.join("alice"), text);
+            assert!(
+                src.lookup("alice").unwrap_err().0.contains("is empty"),
+                "{text:?}"
+            );
+        }
     }
 
     #[test]

@@ -52,13 +52,25 @@ pub struct PendingSend {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Remembered {
-    /// "rhost:ADDRESS" or "tty:NAME".
+    /// Who proved the second factor, where, through which service: built by
+    /// `flow::Login::origin` ("svc=... uid=... rhost=..." or "svc=... uid=...
+    /// tty=... session=..."). Entries in the older "rhost:X" / "tty:X" form never
+    /// match a new origin; they just expire.
     pub origin: String,
     pub verified_at: u64,
 }
 
 /// At most this many remembered origins per user; the oldest go first.
 pub const MAX_REMEMBERED: usize = 32;
+/// Longest origin kept, in bytes; a longer one is never remembered.
+pub const MAX_ORIGIN_LEN: usize = 256;
+
+// Both caps are checked when a state file is read, so what the module writes
+// always fits what it will read: an entry is at most ~100 bytes of JSON
+// around an origin that serialises to at most 2 bytes per byte (control
+// characters are refused, only '"' and '\\' are escaped). See the test
+// `the_largest_state_fits_the_file_limit`.
+const _: () = assert!(MAX_REMEMBERED * (2 * MAX_ORIGIN_LEN + 100) < MAX_STATE_FILE as usize / 2);
 
 impl UserState {
     /// Seconds of lockout left at `now`, if locked.
@@ -67,6 +79,9 @@ impl UserState {
     }
 
     pub fn remember(&mut self, origin: &str, now: u64) {
+        if !origin_ok(origin) {
+            return;
+        }
         self.remembered.retain(|r| r.origin != origin);
         self.remembered.push(Remembered {
             origin: origin.to_string(),
@@ -74,6 +89,12 @@ impl UserState {
         });
         let excess = self.remembered.len().saturating_sub(MAX_REMEMBERED);
         self.remembered.drain(..excess);
+    }
+
+    /// Ends every remembered login (a new number, or one removed, must be
+    /// proven again everywhere); returns how many there were.
+    pub fn forget_remembered(&mut self) -> usize {
+        std::mem::take(&mut self.remembered).len()
     }
 
     /// Drops remembered origins older than `window` seconds.
@@ -101,8 +122,19 @@ impl UserState {
         if self.remembered.len() > MAX_REMEMBERED {
             return Err("too many remembered origins".into());
         }
+        if !self.remembered.iter().all(|r| origin_ok(&r.origin)) {
+            return Err(format!(
+                "a remembered origin is empty, longer than {MAX_ORIGIN_LEN} bytes or holds control characters"
+            ));
+        }
         Ok(())
     }
+}
+
+/// An origin the state file may hold: within the length cap, no control
+/// characters (which JSON would write as six bytes each).
+fn origin_ok(origin: &str) -> bool {
+    !origin.is_empty() && origin.len() <= MAX_ORIGIN_LEN && !origin.chars().any(char::is_control)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -362,15 +394,7 @@ pub(crate) fn check_dir_safety(path: &Path, forbidden: u32) -> Result<(), String
 
 /// Replaces `file` with `contents` (mode 0600) so that a reader, or a
 /// process killed at any instant, sees the old or the new file, never a
-/// torn one: write `tmp` (same directory), fsync, rename, fsync the directory.
-pub(crate) fn replace_file(tmp: &Path, file: &Path, contents: &[u8]) -> std::io::Result<()> {
-    write_durably(tmp, contents)?;
-    std::fs::rename(tmp, file)?;
-    sync_parent(file);
-    Ok(())
-}
-
-/// `replace_file` for files rewritten on every login: the old file is
+/// torn one, for files rewritten on every login: the old file is
 /// swapped into `spare` (renameat2 RENAME_EXCHANGE) rather than deleted, so
 /// the next write reuses that inode. Allocating and freeing an inode per
 /// write is what the file system pays most for here (on ext4 without a
@@ -552,6 +576,65 @@ mod tests {
             !s.is_remembered("rhost:192.0.2.1", 201, 1000),
             "oldest dropped"
         );
+    }
+
+    #[test]
+    fn origins_beyond_the_caps_are_neither_kept_nor_read() {
+        let mut s = UserState::default();
+        s.remember(&"x".repeat(MAX_ORIGIN_LEN + 1), 1);
+        s.remember("a\nb", 1);
+        assert!(s.remembered.is_empty());
+        s.remember(&"x".repeat(MAX_ORIGIN_LEN), 1);
+        assert_eq!(s.remembered.len(), 1);
+        let mut bad = s.clone();
+        bad.remembered[0].origin.push('x');
+        let text = serde_json::to_string(&bad).unwrap();
+        assert!(parse_state(&text).unwrap_err().contains("longer than"));
+        bad.remembered[0].origin = "tty:\u{1b}[2J".into();
+        assert!(parse_state(&serde_json::to_string(&bad).unwrap()).is_err());
+        bad.remembered = (0..=MAX_REMEMBERED)
+            .map(|i| Remembered {
+                origin: format!("o{i}"),
+                verified_at: 1,
+            })
+            .collect();
+        assert!(parse_state(&serde_json::to_string(&bad).unwrap()).is_err());
+    }
+
+    #[test]
+    fn the_largest_state_fits_the_file_limit() {
+        // Every cap at its worst: the most entries, the longest origins made
+        // of the character JSON escapes, the largest timestamps.
+        let s = UserState {
+            attempts: u32::MAX,
+            locked_until: Some(u64::MAX),
+            last_sent_at: Some(u64::MAX),
+            pending: Some(PendingSend {
+                sid: format!("VE{}", "f".repeat(32)),
+                method: Method::Whatsapp,
+                to: "+123456789012345".into(),
+                sent_at: u64::MAX,
+            }),
+            remembered: (0..MAX_REMEMBERED)
+                .map(|_| Remembered {
+                    origin: "\"".repeat(MAX_ORIGIN_LEN),
+                    verified_at: u64::MAX,
+                })
+                .collect(),
+            number: None,
+        };
+        let text = serde_json::to_string_pretty(&s).unwrap();
+        assert!(text.len() < MAX_STATE_FILE as usize / 2, "{}", text.len());
+        assert_eq!(parse_state(&text).unwrap(), s);
+    }
+
+    #[test]
+    fn forgetting_counts_what_was_remembered() {
+        let mut s = UserState::default();
+        s.remember("a", 1);
+        s.remember("b", 1);
+        assert_eq!(s.forget_remembered(), 2);
+        assert_eq!(s.forget_remembered(), 0);
     }
 
     fn state_with_attempts(n: u32) -> UserState {

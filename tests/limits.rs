@@ -205,20 +205,6 @@ fn remembered_host_hit_and_miss() {
 }
 
 #[test]
-fn remembered_terminal_when_there_is_no_rhost() {
-    let s = Setup::sms("remember = 60\n");
-    s.login_full(USER, None, Some("/dev/pts/7"), 0, vec![Answer::Code])
-        .assert_rc(PAM_SUCCESS);
-    s.login_full(USER, None, Some("/dev/pts/7"), 0, vec![])
-        .assert_rc(PAM_SUCCESS);
-    s.login_full(USER, None, Some("/dev/pts/8"), 0, vec![])
-        .assert_rc(PAM_CONV_ERR);
-    // No rhost and no tty: nothing to remember by.
-    s.login_full(USER, None, None, 0, vec![])
-        .assert_rc(PAM_CONV_ERR);
-}
-
-#[test]
 fn twenty_concurrent_logins_use_at_most_max_attempts_checks() {
     let s = Setup::sms("");
     let etc = EtcService::new(&s, "race");
@@ -468,7 +454,7 @@ fn admin_status_unlock_and_forget() {
     assert!(out.contains("attempts used  0 of 2"), "{out}");
     assert!(out.contains("locked until   20"), "{out}");
     assert!(
-        out.contains("remembered     rhost:192.0.2.9 verified"),
+        out.contains("remembered     svc=t2fa-test uid=0 rhost=192.0.2.9 verified"),
         "{out}"
     );
     assert!(!out.contains("2015552671"), "full number shown:\n{out}");

@@ -52,18 +52,52 @@ pub struct Login<'a> {
     pub service: &'a str,
     /// This machine's short host name, for the `{host}` placeholder.
     pub hostname: &'a str,
+    /// The real uid of the process (the caller under su, sudo, pkexec).
+    pub caller_uid: u32,
+    /// The caller's terminal session (`session::current`): opaque, `None`
+    /// when it cannot be told.
+    pub session: Option<String>,
 }
 
 impl Login<'_> {
-    /// Where the login comes from, for `remember`: the remote host, or the
-    /// local terminal when there is none.
+    /// Where and by whom the second factor was proven, for `remember`:
+    /// always bound to the PAM service and the caller's real uid (root for
+    /// sshd; the user for a local program that sets PAM_RHOST, such as sudo
+    /// with pam_rhost); a remote login to the remote host; a local one to
+    /// the terminal and its session (a terminal name alone is reused by the
+    /// next user). `None` (nothing remembered, nothing matches) when a part
+    /// is missing or the origin would be longer than the state file keeps.
     pub fn origin(&self) -> Option<String> {
-        match (self.rhost, self.tty) {
-            (Some(h), _) if !h.is_empty() => Some(format!("rhost:{h}")),
-            (_, Some(t)) if !t.is_empty() => Some(format!("tty:{t}")),
-            _ => None,
+        let svc = escape(self.service);
+        let origin = match (self.rhost, self.tty, &self.session) {
+            (Some(h), _, _) if !h.is_empty() => {
+                format!("svc={svc} uid={} rhost={}", self.caller_uid, escape(h))
+            }
+            (_, Some(t), Some(session)) if !t.is_empty() && !session.is_empty() => format!(
+                "svc={svc} uid={} tty={} session={}",
+                self.caller_uid,
+                escape(t),
+                escape(session)
+            ),
+            _ => return None,
+        };
+        (origin.len() <= crate::state::MAX_ORIGIN_LEN).then_some(origin)
+    }
+}
+
+/// Every byte outside a small safe set as %XX: the parts of an origin can
+/// hold neither its separators nor anything that would drive a terminal
+/// when `twilio-2fa status` shows it.
+fn escape(part: &str) -> String {
+    let mut out = String::with_capacity(part.len());
+    for b in part.bytes() {
+        if b.is_ascii_alphanumeric() || b"._:/@+-".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
         }
     }
+    out
 }
 
 /// Everything the flow talks to.
@@ -103,6 +137,7 @@ pub mod msg {
     pub const NO_METHOD_REACHES: &str =
         "None of the allowed ways of sending a code can reach this number. Contact your administrator.";
     pub const BUSY: &str = "Another login for this account is in progress; try again in a moment.";
+    pub const NUMBER_CHANGED: &str = "Your phone number was changed by an administrator while you were logging in. Log in again.";
 
     pub fn locked_out(seconds_left: u64) -> String {
         let minutes = seconds_left.div_ceil(60).max(1);
@@ -206,6 +241,12 @@ struct Flow<'a, 'b> {
     env: &'a mut Env<'b>,
     /// Methods Twilio said cannot reach the number (60205, 60223).
     unavailable: Vec<Method>,
+    /// The number the `[phones] directory` held when the login began (none
+    /// for a registration): a new number is stored only if it still does.
+    directory_number: Option<String>,
+    /// False while the login goes on to register or change a number: only
+    /// a finished login is remembered.
+    remember_success: bool,
 }
 
 /// `Err` carries the outcome to return at once.
@@ -280,6 +321,8 @@ impl<'a, 'b> Flow<'a, 'b> {
             account,
             env,
             unavailable: Vec::new(),
+            directory_number: None,
+            remember_success: true,
         }
     }
 
@@ -313,7 +356,12 @@ impl<'a, 'b> Flow<'a, 'b> {
                 return self.skip_remembered(&origin);
             }
         }
-        let Some(found) = self.find_number()? else {
+        let found = self.find_number()?;
+        self.directory_number = found
+            .as_ref()
+            .filter(|f| f.source == "directory")
+            .map(|f| f.number.clone());
+        let Some(found) = found else {
             return self.register();
         };
         let phone = self.stored_number(&found, &st)?;
@@ -323,6 +371,7 @@ impl<'a, 'b> Flow<'a, 'b> {
             None => self.choose(&phone, changeable)?,
         };
         let (Choice::Send(method) | Choice::Change(method)) = choice;
+        self.remember_success = matches!(choice, Choice::Send(_));
         let (mut pending, reused) = self.send_locked(&phone, method, None)?;
         let outcome = self.verify_loop(&phone, &mut pending, reused)?;
         match choice {
@@ -378,26 +427,79 @@ impl<'a, 'b> Flow<'a, 'b> {
             Some(m) => m,
             None => self.choose_method()?,
         };
+        self.remember_success = false;
         let (mut pending, reused) = self.send_locked(&new, method, None)?;
         let outcome = self.verify_loop(&new, &mut pending, reused)?;
         if outcome != Outcome::Success {
             return Ok(outcome);
         }
-        if let Err(e) = self.env.phones.store(self.login.user, new.e164()) {
-            self.admin_error(format!("verified a new number but cannot store it: {e}"));
-            self.error(msg::SETUP_ERROR)?;
-            return Err(Outcome::ServiceErr);
-        }
-        let r = match old {
-            None => Record::event("registered"),
-            Some(o) => Record::event("phone_changed").with("old", o.masked_e164()),
+        let dropped = self.store_number(&new)?;
+        let (reason, r) = match old {
+            None => ("registered", Record::event("registered")),
+            Some(o) => (
+                "phone_changed",
+                Record::event("phone_changed").with("old", o.masked_e164()),
+            ),
         };
         self.log(
             r.with("user", self.login.user)
                 .with("to", new.masked_e164())
                 .with("service", self.login.service),
         );
+        if dropped > 0 {
+            self.log(
+                Record::event("remembered_ended")
+                    .with("user", self.login.user)
+                    .with("count", dropped.to_string())
+                    .with("reason", reason),
+            );
+        }
         Ok(Outcome::Success)
+    }
+
+    /// Stores a verified new number under the user's state lock (which
+    /// `twilio-2fa user set/remove` take too), unless the directory's number
+    /// changed since the login began: then the administrator's (or another
+    /// login's) number stays. A new number ends every remembered login.
+    /// Returns how many remembered logins were ended.
+    fn store_number(&mut self, new: &PhoneNumber) -> Step<usize> {
+        enum Stored {
+            Done(usize),
+            Changed,
+            Failed(crate::phone_book::SourceError),
+        }
+        let (phones, user) = (self.env.phones, self.login.user);
+        let expected = self.directory_number.clone();
+        let mut stored = Stored::Changed;
+        self.state_update(&mut |st| {
+            stored = match phones.stored(user) {
+                Ok(now) if now != expected => Stored::Changed,
+                Ok(_) => match phones.store(user, new.e164()) {
+                    Ok(()) => Stored::Done(st.forget_remembered()),
+                    Err(e) => Stored::Failed(e),
+                },
+                Err(e) => Stored::Failed(e),
+            };
+        })?;
+        match stored {
+            Stored::Done(dropped) => Ok(dropped),
+            Stored::Changed => {
+                self.log(
+                    Record::event("verification_failed")
+                        .with("user", user)
+                        .with("reason", "number_changed_during_login")
+                        .with("service", self.login.service)
+                        .at(Level::Warning),
+                );
+                self.error(msg::NUMBER_CHANGED)?;
+                Err(Outcome::AuthErr)
+            }
+            Stored::Failed(e) => {
+                self.admin_error(format!("verified a new number but cannot store it: {e}"));
+                self.error(msg::SETUP_ERROR)?;
+                Err(Outcome::ServiceErr)
+            }
+        }
     }
 
     /// `Ok(None)`: the user typed `skip` (only when `optional`).
@@ -960,7 +1062,7 @@ impl<'a, 'b> Flow<'a, 'b> {
 
     fn succeeded(&mut self, pending: &PendingSend) -> Step<Outcome> {
         let (clock, remember) = (self.env.clock, self.cfg.remember);
-        let origin = self.login.origin();
+        let origin = self.login.origin().filter(|_| self.remember_success);
         let sid = pending.sid.clone();
         self.state_update(&mut |st| {
             let now = clock.now();

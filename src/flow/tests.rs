@@ -158,6 +158,8 @@ struct FakePhones {
     stored: RefCell<Vec<String>>,
     /// Every user name the flow asked for or stored under.
     keys: RefCell<Vec<String>>,
+    /// What an administrator put in the directory after the login began.
+    directory_now: RefCell<Option<Option<String>>>,
 }
 
 impl FakePhones {
@@ -169,6 +171,7 @@ impl FakePhones {
             can_store: false,
             stored: RefCell::new(vec![]),
             keys: RefCell::new(vec![]),
+            directory_now: RefCell::new(None),
         }
     }
 
@@ -200,6 +203,12 @@ impl PhoneBook for FakePhones {
         self.stored.borrow_mut().push(e164.to_string());
         *self.found.borrow_mut() = Ok(Some(e164.to_string()));
         Ok(())
+    }
+    fn stored(&self, _: &str) -> Result<Option<String>, SourceError> {
+        if let Some(now) = self.directory_now.borrow().clone() {
+            return Ok(now);
+        }
+        Ok(self.found.borrow().clone()?.filter(|_| self.changeable))
     }
 }
 
@@ -339,6 +348,8 @@ fn run_with(
         tty: Some("ssh"),
         service: "sshd",
         hostname: "bastion",
+        caller_uid: 0,
+        session: None,
     };
     let deps = Deps {
         api: &api,
@@ -647,6 +658,8 @@ fn timed_run(extra: &str, answers: &[&str], steps: &[u64]) -> (Outcome, Scripted
         tty: Some("/dev/pts/1"),
         service: "sudo",
         hostname: "h",
+        caller_uid: 1000,
+        session: Some("boot/42/1234".into()),
     };
     let deps = Deps {
         api: &api,
@@ -890,6 +903,8 @@ impl World {
             tty: Some("ssh"),
             service: "sshd",
             hostname: "bastion",
+            caller_uid: 0,
+            session: None,
         };
         let deps = Deps {
             api: &self.api,
@@ -1093,6 +1108,8 @@ fn run_with_store(store: &dyn StateStore) -> (Outcome, ScriptedConv, FakeApi) {
         tty: None,
         service: "su",
         hostname: "h",
+        caller_uid: 1000,
+        session: Some("boot/42/1234".into()),
     };
     let deps = Deps {
         api: &api,
@@ -1608,4 +1625,162 @@ fn a_group_failure_does_not_stop_a_trusted_network_skip() {
         w.events("verification_skipped")[0].get("reason"),
         Some("trusted_network:192.0.2.0/24")
     );
+}
+
+// --- Remembered logins are bound to who and where; new numbers end them ---
+
+fn local_login<'a>(service: &'a str, uid: u32, session: Option<&str>) -> Login<'a> {
+    Login {
+        user: "alice",
+        rhost: None,
+        tty: Some("/dev/pts/3"),
+        service,
+        hostname: "h",
+        caller_uid: uid,
+        session: session.map(String::from),
+    }
+}
+
+impl World {
+    fn login_with(&self, login: &Login, answers: &[&str]) -> (Outcome, ScriptedConv) {
+        let mut conv = ScriptedConv::new(answers);
+        let deps = Deps {
+            api: &self.api,
+            phones: &self.phones,
+            store: &self.store,
+            clock: &self.clock,
+            log: &self.log,
+        };
+        let outcome = deps.drive(&self.cfg, login, &mut conv);
+        (outcome, conv)
+    }
+}
+
+#[test]
+fn origins_name_the_service_and_for_terminals_the_caller_and_session() {
+    let remote = Login {
+        rhost: Some("2001:db8::1"),
+        ..local_login("sshd", 0, None)
+    };
+    assert_eq!(remote.origin().unwrap(), "svc=sshd uid=0 rhost=2001:db8::1");
+    let other_caller = Login {
+        caller_uid: 1000,
+        ..remote.clone()
+    };
+    assert_ne!(other_caller.origin(), remote.origin());
+    let local = local_login("su", 1000, Some("b00t-id/42/1234"));
+    assert_eq!(
+        local.origin().unwrap(),
+        "svc=su uid=1000 tty=/dev/pts/3 session=b00t-id/42/1234"
+    );
+    // Each part changes the origin.
+    for other in [
+        local_login("sudo", 1000, Some("b00t-id/42/1234")),
+        local_login("su", 1001, Some("b00t-id/42/1234")),
+        local_login("su", 1000, Some("b00t-id/43/1234")),
+        Login {
+            tty: Some("/dev/pts/4"),
+            ..local.clone()
+        },
+    ] {
+        assert_ne!(other.origin(), local.origin());
+    }
+    // No session that can be told: nothing to remember by.
+    assert_eq!(local_login("su", 1000, None).origin(), None);
+    // Separators inside a part cannot forge another part.
+    let forged = Login {
+        service: "su uid=0",
+        ..local.clone()
+    };
+    assert!(forged
+        .origin()
+        .unwrap()
+        .starts_with("svc=su%20uid%3D0 uid=1000 "));
+    // Too long for the state file: not remembered at all.
+    let long = "h".repeat(crate::state::MAX_ORIGIN_LEN);
+    let far = Login {
+        rhost: Some(&long),
+        ..remote.clone()
+    };
+    assert_eq!(far.origin(), None);
+}
+
+#[test]
+fn a_local_login_is_remembered_only_for_the_same_service_caller_and_session() {
+    let w = World::new("allowed_methods = [\"sms\"]\nremember = 3600\n");
+    let proven = local_login("su", 1000, Some("boot/42/1234"));
+    assert_eq!(w.login_with(&proven, &["123456"]).0, Outcome::Success);
+    assert_eq!(
+        w.login_with(&proven, &[]).0,
+        Outcome::Success,
+        "same: remembered"
+    );
+    for other in [
+        local_login("sudo", 1000, Some("boot/42/1234")),
+        local_login("su", 1001, Some("boot/42/1234")),
+        local_login("su", 1000, Some("boot/43/1234")),
+        local_login("su", 1000, None),
+    ] {
+        assert_eq!(w.login_with(&other, &[]).0, Outcome::ConvErr, "{other:?}");
+    }
+    // One new code, which the later logins reuse.
+    assert_eq!(w.sends(), 2);
+    // Without a session nothing is stored either.
+    let w = World::new("allowed_methods = [\"sms\"]\nremember = 3600\n");
+    w.login_with(&local_login("su", 1000, None), &["123456"]);
+    assert!(w.state().remembered.is_empty());
+}
+
+#[test]
+fn a_number_changed_meanwhile_is_not_overwritten() {
+    let w = World::with_phones(
+        &format!("{REGISTER}remember = 3600\n"),
+        FakePhones::directory(None),
+    );
+    // The administrator stored a number after this login found none.
+    *w.phones.directory_now.borrow_mut() = Some(Some("+12015550199".into()));
+    let (o, conv) = w.login(&[NEW_PHONE, "123456"]);
+    assert_eq!(o, Outcome::AuthErr);
+    assert_eq!(conv.errors(), vec![msg::NUMBER_CHANGED]);
+    assert!(w.phones.stored.borrow().is_empty());
+    assert!(w.events("registered").is_empty());
+    let failed = w.events("verification_failed");
+    assert_eq!(failed[0].get("reason"), Some("number_changed_during_login"));
+    assert!(
+        w.state().remembered.is_empty(),
+        "a refused login is not remembered"
+    );
+
+    // A change, while the administrator removed the number.
+    let w = World::with_phones(SMS_ONLY, FakePhones::directory(Some(ALICE_PHONE)));
+    *w.phones.directory_now.borrow_mut() = Some(None);
+    let (o, conv) = w.login(&["change", "123456", "(201) 555-0188", "123456"]);
+    assert_eq!(o, Outcome::AuthErr);
+    assert_eq!(conv.errors(), vec![msg::NUMBER_CHANGED]);
+    assert!(w.phones.stored.borrow().is_empty());
+}
+
+#[test]
+fn a_new_number_ends_every_remembered_login() {
+    let w = World::with_phones(
+        "allowed_methods = [\"sms\"]\nremember = 3600\n",
+        FakePhones::directory(Some(ALICE_PHONE)),
+    );
+    assert_eq!(
+        w.login_from("192.0.2.1", &["", "123456"]).0,
+        Outcome::Success
+    );
+    assert_eq!(w.state().remembered.len(), 1);
+    let (o, _) = w.login_from(
+        "192.0.2.2",
+        &["change", "123456", "(201) 555-0188", "123456"],
+    );
+    assert_eq!(o, Outcome::Success);
+    assert!(w.state().remembered.is_empty(), "{:?}", w.state());
+    let ended = w.events("remembered_ended");
+    assert_eq!(
+        (ended[0].get("count"), ended[0].get("reason")),
+        (Some("1"), Some("phone_changed"))
+    );
+    assert_eq!(w.login_from("192.0.2.1", &[]).0, Outcome::ConvErr);
 }

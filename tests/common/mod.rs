@@ -31,6 +31,12 @@ pub enum Answer {
     WrongCode,
     /// Wait, then give the inner answer.
     After(Duration, Box<Answer>),
+    /// Run this program (argv) to its end first, then give the inner
+    /// answer: something changes while the login waits for the user.
+    AfterCommand(Vec<String>, Box<Answer>),
+    /// The latest code the simulator delivered to this E.164 number (for
+    /// logins running at once).
+    CodeTo(String),
 }
 
 pub fn text(s: &str) -> Answer {
@@ -132,6 +138,20 @@ impl Setup {
         flags: i32,
         answers: Vec<Answer>,
     ) -> LoginResult {
+        self.login_service(SERVICE, user, rhost, tty, flags, answers)
+    }
+
+    /// `login_full` through the PAM service `service` (its file must be in
+    /// the lab's confdir, e.g. from `lab.write_service`).
+    pub fn login_service(
+        &self,
+        service: &str,
+        user: &str,
+        rhost: Option<&str>,
+        tty: Option<&str>,
+        flags: i32,
+        answers: Vec<Answer>,
+    ) -> LoginResult {
         let mut queue: VecDeque<Answer> = answers.into();
         let mut shown = Vec::new();
         let rc;
@@ -146,7 +166,7 @@ impl Setup {
                 }
                 resolve(queue.pop_front()?, sim)
             });
-            let mut tx = Transaction::start(SERVICE, user, Some(&self.lab.confdir), responder)
+            let mut tx = Transaction::start(service, user, Some(&self.lab.confdir), responder)
                 .expect("pam_start_confdir");
             if let Some(r) = rhost {
                 tx.set_rhost(r).expect("rhost");
@@ -238,6 +258,25 @@ fn resolve(a: Answer, sim: &Simulator) -> Option<String> {
             std::thread::sleep(d);
             resolve(*inner, sim)
         }
+        Answer::AfterCommand(argv, inner) => {
+            // Runs inside the conversation callback: report, never panic;
+            // the test checks the command's effect.
+            match std::process::Command::new(&argv[0])
+                .args(&argv[1..])
+                .output()
+            {
+                Ok(out) if out.status.success() => {}
+                Ok(out) => eprintln!("{argv:?} failed: {}", String::from_utf8_lossy(&out.stderr)),
+                Err(e) => eprintln!("{argv:?}: {e}"),
+            }
+            resolve(*inner, sim)
+        }
+        Answer::CodeTo(to) => sim
+            .deliveries()
+            .iter()
+            .rev()
+            .find(|d| d.to == to)
+            .map(|d| d.code.clone()),
     }
 }
 

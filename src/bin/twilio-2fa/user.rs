@@ -5,10 +5,12 @@ use pam_twilio_2fa::conversation::terminal_safe;
 use pam_twilio_2fa::events::Record;
 use pam_twilio_2fa::number_policy::{check_new_number, check_number};
 use pam_twilio_2fa::phone::PhoneNumber;
-use pam_twilio_2fa::phone_book::{PhoneBook, PhoneDirectory, Sources};
+use pam_twilio_2fa::phone_book::{PhoneBook, PhoneDirectory, SourceError, Sources};
+use pam_twilio_2fa::state::StateDir;
 use pam_twilio_2fa::twilio_client::TwilioClient;
 use pam_twilio_2fa::users::{SystemUsers, UserDb};
 use std::ffi::OsString;
+use std::time::Duration;
 
 pub fn run(args: &[OsString]) -> Result<(), String> {
     match args.first().and_then(|a| a.to_str()) {
@@ -38,6 +40,47 @@ fn directory(a: &AdminArgs) -> Result<PhoneDirectory, String> {
         })
 }
 
+/// Runs `change` on the user's number file under the user's state lock,
+/// the lock a login holds when it stores a number: a login that began
+/// before this change then sees it and does not overwrite it. When `change`
+/// changed the number (returns true), the user's remembered logins end (a
+/// lost phone must revoke them); returns that and how many ended.
+fn under_user_lock(
+    a: &AdminArgs,
+    user: &str,
+    mut change: impl FnMut() -> Result<bool, SourceError>,
+) -> Result<(bool, usize), String> {
+    let state = StateDir::new(
+        a.cfg.state_dir.clone(),
+        Duration::from_secs(2 * a.cfg.http_timeout + 2),
+    );
+    let mut out = None;
+    state
+        .update_raw(user.as_bytes(), &mut |st| {
+            out = Some(change().map(|changed| {
+                let dropped = if changed { st.forget_remembered() } else { 0 };
+                (changed, dropped)
+            }));
+        })
+        .map_err(|e| format!("{e} (the number was not changed)"))?;
+    match out {
+        Some(result) => result.map_err(|e| e.to_string()),
+        None => Err("the state file was not read; nothing was changed".into()),
+    }
+}
+
+fn log_remembered_ended(a: &AdminArgs, user: &str, count: usize, reason: &str) {
+    if count > 0 {
+        admin_args::log_event(
+            &a.cfg,
+            Record::event("remembered_ended")
+                .with("user", user)
+                .with("count", count.to_string())
+                .with("reason", reason),
+        );
+    }
+}
+
 fn set(args: &[OsString]) -> Result<(), String> {
     let a = admin_args::parse(
         "user set USER NUMBER [--no-lookup] [--config PATH]",
@@ -64,13 +107,14 @@ fn set(args: &[OsString]) -> Result<(), String> {
         m
     })?;
     let dir = directory(&a)?;
-    dir.store(&user, n.e164()).map_err(|e| e.to_string())?;
+    let (_, dropped) = under_user_lock(&a, &user, || dir.store(&user, n.e164()).map(|()| true))?;
     admin_args::log_event(
         &a.cfg,
         Record::event("phone_set")
             .with("user", user.as_str())
             .with("to", n.masked_e164()),
     );
+    log_remembered_ended(&a, &user, dropped, "phone_set");
     println!(
         "{user}: {} stored in {}",
         n.masked_e164(),
@@ -122,11 +166,13 @@ fn remove(args: &[OsString]) -> Result<(), String> {
     let user = user_name(&a)?;
     let sources = Sources::from_config(&a.cfg);
     let dir = directory(&a)?;
-    if dir.remove(&user).map_err(|e| e.to_string())? {
+    let (removed, dropped) = under_user_lock(&a, &user, || dir.remove(&user))?;
+    if removed {
         admin_args::log_event(
             &a.cfg,
             Record::event("phone_removed").with("user", user.as_str()),
         );
+        log_remembered_ended(&a, &user, dropped, "phone_removed");
         println!("{user}: number removed from {}", dir.path.display());
         if let Ok(Some(f)) = sources.find(&user) {
             println!(
