@@ -130,6 +130,7 @@ fn authenticate(pamh: &Pam, flags: PamFlags, args: &[String]) -> PamError {
         tty: tty.as_deref(),
         service: &service,
         hostname: &hostname,
+        caller_uid: caller_uid(),
     };
     let mut env = Env {
         conv: &mut conv,
@@ -186,6 +187,16 @@ fn tty_item(pamh: &Pam) -> Option<String> {
 /// `Pam` is #[repr(transparent)] over the raw handle.
 fn raw_handle(pamh: &Pam) -> *const c_void {
     unsafe { *(pamh as *const Pam as *const *const c_void) }
+}
+
+/// The real uid when it is not root. su, sudo and pkexec's helper run with
+/// the caller's real uid, which lets the caller signal the process; sshd and
+/// login run with real uid 0.
+fn caller_uid() -> Option<u32> {
+    match unsafe { libc::getuid() } {
+        0 => None,
+        uid => Some(uid),
+    }
 }
 
 fn short_hostname() -> String {

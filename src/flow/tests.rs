@@ -279,18 +279,29 @@ fn run_with(
     answers: &[&str],
     api: FakeApi,
 ) -> Run {
-    let mut conv = ScriptedConv::new(answers);
-    let log = MemoryLog::default();
-    let phones = FakePhones::new(phone);
-    let clock = FakeClock(Cell::new(1_000_000));
-    let store = MemoryStore::default();
     let login = Login {
         user,
         rhost: Some("192.0.2.7"),
         tty: Some("ssh"),
         service: "sshd",
         hostname: "bastion",
+        caller_uid: None,
     };
+    run_login(cfg, &login, phone, answers, api)
+}
+
+fn run_login(
+    cfg: &Config,
+    login: &Login,
+    phone: Result<Option<String>, SourceError>,
+    answers: &[&str],
+    api: FakeApi,
+) -> Run {
+    let mut conv = ScriptedConv::new(answers);
+    let log = MemoryLog::default();
+    let phones = FakePhones::new(phone);
+    let clock = FakeClock(Cell::new(1_000_000));
+    let store = MemoryStore::default();
     let deps = Deps {
         api: &api,
         phones: &phones,
@@ -298,7 +309,7 @@ fn run_with(
         clock: &clock,
         log: &log,
     };
-    let outcome = deps.drive(cfg, &login, &mut conv);
+    let outcome = deps.drive(cfg, login, &mut conv);
     Run {
         outcome,
         conv,
@@ -598,6 +609,7 @@ fn timed_run(extra: &str, answers: &[&str], steps: &[u64]) -> (Outcome, Scripted
         tty: Some("/dev/pts/1"),
         service: "sudo",
         hostname: "h",
+        caller_uid: None,
     };
     let deps = Deps {
         api: &api,
@@ -751,6 +763,67 @@ fn check_failures_map_to_pam_outcomes() {
     }
 }
 
+/// A login under su (real uid 1000): the caller can stop the process.
+fn run_as_caller(api: FakeApi, answers: &[&str]) -> Run {
+    let login = Login {
+        user: "alice",
+        rhost: None,
+        tty: Some("/dev/pts/1"),
+        service: "su",
+        hostname: "h",
+        caller_uid: Some(1000),
+    };
+    run_login(
+        &config(SMS_ONLY),
+        &login,
+        Ok(Some(ALICE_PHONE.into())),
+        answers,
+        api,
+    )
+}
+
+#[test]
+fn a_caller_who_can_stop_the_process_never_gets_authinfo_unavail() {
+    let unreachable = || ApiError::Unavailable("timed out".into());
+    let api = FakeApi::default();
+    api.send_errors.borrow_mut().push_back(unreachable());
+    let send = run_as_caller(api, &["123456"]);
+    let api = FakeApi::default();
+    api.check_errors.borrow_mut().push_back(unreachable());
+    let check = run_as_caller(api, &["000000"]);
+    for (what, r) in [("send", send), ("check", check)] {
+        assert_eq!(r.outcome, Outcome::AuthErr, "{what}");
+        // The user is told the same as in an outage.
+        assert_eq!(r.conv.errors(), vec![msg::UNAVAILABLE], "{what}");
+        let why = r
+            .log
+            .0
+            .borrow()
+            .iter()
+            .filter(|x| x.level == Level::Error)
+            .filter_map(|x| x.get("msg").map(str::to_string))
+            .find(|m| m.starts_with("Twilio unreachable:"))
+            .unwrap_or_else(|| panic!("{what}: no admin line"));
+        assert!(
+            why.contains(&format!("cannot {what} a code: timed out"))
+                && why.contains("denying with PAM_AUTH_ERR, not PAM_AUTHINFO_UNAVAIL, because the calling user (uid 1000) can stop or limit this process"),
+            "{why}"
+        );
+    }
+}
+
+#[test]
+fn twilio_answers_keep_their_outcomes_for_a_caller_who_can_stop_the_process() {
+    // Only "no usable answer" changes; Twilio's own refusals map as before.
+    let api = FakeApi::default();
+    api.send_errors.borrow_mut().push_back(twilio(20003, 401));
+    assert_eq!(run_as_caller(api, &["123456"]).outcome, Outcome::ServiceErr);
+    assert_eq!(
+        run_as_caller(FakeApi::default(), &["123456"]).outcome,
+        Outcome::Success
+    );
+}
+
 #[test]
 fn code_normalisation() {
     assert_eq!(normalise_code("123 456").as_deref(), Some("123456"));
@@ -820,6 +893,7 @@ impl World {
             tty: Some("ssh"),
             service: "sshd",
             hostname: "bastion",
+            caller_uid: None,
         };
         let deps = Deps {
             api: &self.api,
@@ -1023,6 +1097,7 @@ fn run_with_store(store: &dyn StateStore) -> (Outcome, ScriptedConv, FakeApi) {
         tty: None,
         service: "su",
         hostname: "h",
+        caller_uid: None,
     };
     let deps = Deps {
         api: &api,
