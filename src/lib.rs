@@ -21,6 +21,7 @@ pub mod phone_book;
 mod resolver;
 pub mod simulator;
 pub mod state;
+mod syslog;
 pub mod twilio_client;
 pub mod users;
 pub mod verify;
