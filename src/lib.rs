@@ -19,6 +19,7 @@ mod pam_ffi;
 pub mod phone;
 pub mod phone_book;
 mod resolver;
+mod sigpipe;
 pub mod simulator;
 pub mod state;
 mod syslog;
