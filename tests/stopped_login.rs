@@ -59,7 +59,7 @@ fn setup(stack: Option<&str>) -> (Setup, Lab, PathBuf) {
 
 /// Runs the login in a child as `nobody` (real uid) and, once the request
 /// at `path_suffix` has reached Twilio, stops the child for longer than
-/// `http_timeout`, with a signal sent by `nobody` itself.
+/// `http_timeout`; `nobody` is shown to be allowed to signal it.
 fn stopped_login(s: &Setup, outbox: &Path, path_suffix: &str) -> Ended {
     let login = ChildLogin {
         confdir: &s.lab.confdir,
@@ -78,8 +78,11 @@ fn stopped_login(s: &Setup, outbox: &Path, path_suffix: &str) -> Ended {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
+    reexec::signal(kid.pid, libc::SIGSTOP).expect("SIGSTOP");
     // The caller (uid nobody) may signal the process: that is the point.
-    kill_as_nobody("-STOP", kid.pid);
+    // (The stop itself is sent from here, at once, so it surely lands
+    // while the request waits.)
+    kill_as_nobody("-0", kid.pid);
     std::thread::sleep(STOPPED_FOR);
     kill_as_nobody("-CONT", kid.pid);
     kid.finish(60)

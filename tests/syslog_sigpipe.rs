@@ -103,15 +103,15 @@ fn use_as_dev_log(socket: &Path, scratch: &Path) {
 }
 
 /// A stand-in syslog daemon on a stream socket: it closes the first
-/// connection after the module's first line (a restart), then keeps every
-/// line it gets.
+/// connection after the module's first line (a restart), then creates
+/// `restarted` and keeps every line it gets.
 struct Daemon {
     lines: Arc<Mutex<Vec<(usize, String)>>>,
     stop: Arc<AtomicBool>,
 }
 
 impl Daemon {
-    fn start(path: &Path) -> Daemon {
+    fn start(path: &Path, restarted_file: PathBuf) -> Daemon {
         let listener = UnixListener::bind(path).expect("bind syslog socket");
         listener.set_nonblocking(true).unwrap();
         let lines = Arc::new(Mutex::new(Vec::new()));
@@ -124,8 +124,8 @@ impl Daemon {
                 match listener.accept() {
                     Ok((conn, _)) => {
                         n += 1;
-                        let (l, r) = (l.clone(), restarted.clone());
-                        std::thread::spawn(move || serve(n, conn, &l, &r));
+                        let (l, r, f) = (l.clone(), restarted.clone(), restarted_file.clone());
+                        std::thread::spawn(move || serve(n, conn, &l, &r, &f));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
                 }
@@ -151,6 +151,7 @@ fn serve(
     mut conn: UnixStream,
     lines: &Mutex<Vec<(usize, String)>>,
     restarted: &AtomicBool,
+    restarted_file: &Path,
 ) {
     conn.set_nonblocking(false).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(60)))
@@ -172,7 +173,11 @@ fn serve(
             }
             lines.lock().unwrap().push((n, line));
             if !restarted.swap(true, Ordering::SeqCst) {
-                return; // the "restart": this connection closes
+                // The "restart": this connection closes before the module
+                // writes again (the child answers its prompt only then).
+                drop(conn);
+                std::fs::write(restarted_file, "").unwrap();
+                return;
             }
         }
     }
@@ -193,7 +198,8 @@ fn a_syslog_restart_mid_login_does_not_kill_the_host() {
     };
     let s = Setup::with_simulator(sim, "allowed_methods = [\"sms\"]\n");
     let socket = s.lab.dir.join("log");
-    let daemon = Daemon::start(&socket);
+    let restarted = s.lab.dir.join("restarted");
+    let daemon = Daemon::start(&socket, restarted.clone());
     let login = ChildLogin {
         confdir: &s.lab.confdir,
         service: SERVICE,
@@ -202,7 +208,6 @@ fn a_syslog_restart_mid_login_does_not_kill_the_host() {
         right_code: true,
         ruid: None,
     };
-    let started = Instant::now();
     let end = reexec::spawn(
         &["unshare", "-m", "--propagation", "private"],
         "child_login_with_test_syslog",
@@ -210,6 +215,7 @@ fn a_syslog_restart_mid_login_does_not_kill_the_host() {
         &[
             (SYSLOG_SOCKET, socket.display().to_string()),
             (SCRATCH, s.lab.dir.display().to_string()),
+            (reexec::WAIT_FOR, restarted.display().to_string()),
         ],
     )
     .finish(60);
@@ -223,8 +229,9 @@ fn a_syslog_restart_mid_login_does_not_kill_the_host() {
         .unwrap_or_else(|| panic!("no PAM code: {end:#?}"));
     assert_eq!(code_name(rc), code_name(PAM_SUCCESS), "{end:#?}");
     assert!(end.status.success(), "{end:#?}");
-    // The module reconnected after the restart and went on logging.
-    let deadline = started + Duration::from_secs(70);
+    // The module reconnected after the restart and went on logging (the
+    // child has ended: its lines are all in, or being read).
+    let deadline = Instant::now() + Duration::from_secs(5);
     let lines = loop {
         let lines = daemon.lines();
         if lines

@@ -17,6 +17,8 @@ const USER: &str = "T2FA_CHILD_USER";
 const OUTBOX: &str = "T2FA_CHILD_OUTBOX";
 const ANSWER: &str = "T2FA_CHILD_ANSWER";
 const RUID: &str = "T2FA_CHILD_RUID";
+/// If set: a file the child waits for (10 s at most) before answering a prompt.
+pub const WAIT_FOR: &str = "T2FA_CHILD_WAIT_FOR";
 
 /// What the child's login should do.
 pub struct ChildLogin<'a> {
@@ -189,10 +191,14 @@ impl ChildRequest {
         }
         let outbox = self.outbox.clone();
         let right = self.right_code;
+        let wait_for = std::env::var_os(WAIT_FOR).map(PathBuf::from);
         let responder = Box::new(move |style: Style, text: &str| -> Option<String> {
             println!("SHOWN {style:?} {}", text.replace('\n', " "));
             if !matches!(style, Style::EchoOff | Style::EchoOn) {
                 return Some(String::new());
+            }
+            if let Some(path) = &wait_for {
+                wait_until(|| path.exists());
             }
             let code = latest_code(&outbox)?;
             Some(if right {
@@ -208,6 +214,14 @@ impl ChildRequest {
         let rc = tx.authenticate(0);
         drop(tx);
         println!("PAM_RC={rc}");
+    }
+}
+
+/// Polls `ready` for 10 s at most.
+fn wait_until(ready: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ready() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
