@@ -5,6 +5,7 @@
 //! masked numbers only; no code or secret is ever given to this module.
 
 use crate::clock::Clock;
+use crate::syslog::{Severity, Syslog};
 use std::cell::RefCell;
 use std::io::Write;
 use std::path::PathBuf;
@@ -106,8 +107,6 @@ pub trait EventSink {
     fn record(&self, r: Record);
 }
 
-type Syslog = syslog::Logger<syslog::LoggerBackend, syslog::Formatter3164>;
-
 /// syslog (facility authpriv, ident `pam_twilio_2fa`) plus, optionally, a file
 /// (`event_log`) for tests and SIEM ingestion. Debug lines only with `debug`.
 pub struct SystemLog {
@@ -143,23 +142,12 @@ impl SystemLog {
     }
 
     fn send_to_syslog(&self, level: Level, line: &str) {
-        let connect = || {
-            let formatter = syslog::Formatter3164 {
-                facility: syslog::Facility::LOG_AUTHPRIV,
-                hostname: None,
-                process: "pam_twilio_2fa".into(),
-                pid: std::process::id(),
-            };
-            match &self.socket {
-                None => syslog::unix(formatter).ok(),
-                Some(path) => syslog::unix_custom(formatter, path).ok(),
-            }
-        };
-        let send = |logger: &mut Syslog| match level {
-            Level::Error => logger.err(line),
-            Level::Warning => logger.warning(line),
-            Level::Info => logger.info(line),
-            Level::Debug => logger.debug(line),
+        let connect = || Syslog::connect(self.socket.as_deref()).ok();
+        let severity = match level {
+            Level::Error => Severity::Err,
+            Level::Warning => Severity::Warning,
+            Level::Info => Severity::Info,
+            Level::Debug => Severity::Debug,
         };
         let mut slot = self.syslog.borrow_mut();
         let fresh = slot.is_none();
@@ -167,10 +155,10 @@ impl SystemLog {
             return;
         };
         // A syslog daemon restarted since the last line: connect once more.
-        if send(logger).is_err() && !fresh {
+        if logger.send(severity, line).is_err() && !fresh {
             *slot = Some(connect());
-            if let Some(Some(logger)) = slot.as_mut() {
-                let _ = send(logger);
+            if let Some(Some(logger)) = slot.as_ref() {
+                let _ = logger.send(severity, line);
             }
         }
     }

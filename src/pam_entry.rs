@@ -187,6 +187,9 @@ fn raw_handle(pamh: &Pam) -> *const c_void {
     unsafe { *(pamh as *const Pam as *const *const c_void) }
 }
 
+/// The real uid when it is not root. su, sudo and pkexec's helper run with
+/// the caller's real uid, which lets the caller signal the process; sshd and
+/// login run with real uid 0.
 fn short_hostname() -> String {
     let mut buf = [0u8; 256];
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut c_char, buf.len()) };

@@ -87,6 +87,8 @@ impl TwilioClient {
         &self,
         make: &dyn Fn() -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> Result<serde_json::Value, ApiError> {
+        // DNS over TCP (glibc's writev) could raise SIGPIPE in the host.
+        let _sigpipe = crate::sigpipe::Blocked::new();
         let (result, retry_after) = self.answer(make());
         let rate_limited = matches!(
             &result,

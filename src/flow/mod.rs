@@ -60,6 +60,14 @@ pub struct Login<'a> {
 }
 
 impl Login<'_> {
+    /// The caller's uid when it is not root (su, sudo, pkexec's helper run
+    /// with the caller's real uid): that user may stop (SIGSTOP) or limit
+    /// (rlimits) this process, so a request that times out or fails may be
+    /// their doing, never an outage. `None` under sshd, login and the like.
+    pub fn interfering_caller(&self) -> Option<u32> {
+        (self.caller_uid != 0).then_some(self.caller_uid)
+    }
+
     /// Where and by whom the second factor was proven, for `remember`:
     /// always bound to the PAM service and the caller's real uid (root for
     /// sshd; the user for a local program that sets PAM_RHOST, such as sudo
@@ -179,6 +187,21 @@ pub fn authenticate(cfg: &Config, login: &Login, env: &mut Env) -> Outcome {
     let mut flow = Flow::new(cfg, &canonical, typed, &account, env);
     let outcome = match flow.run() {
         Ok(outcome) | Err(outcome) => outcome,
+    };
+    // Every path maps this itself (`unreachable`); this is the backstop
+    // that keeps the rule true for paths added later.
+    let outcome = match (outcome, canonical.interfering_caller()) {
+        (Outcome::AuthInfoUnavail, Some(uid)) => {
+            flow.log(
+                Record::message(
+                    Level::Error,
+                    format!("denying with PAM_AUTH_ERR, not PAM_AUTHINFO_UNAVAIL, because the calling user (uid {uid}) can stop or limit this process"),
+                )
+                .with("user", account.name.as_str()),
+            );
+            Outcome::AuthErr
+        }
+        _ => outcome,
     };
     flow.log(
         Record::message(Level::Debug, format!("result {outcome:?}"))
@@ -1200,13 +1223,7 @@ impl<'a, 'b> Flow<'a, 'b> {
     fn send_failure(&mut self, e: &ApiError, method: Method) -> Outcome {
         let code = e.twilio_code();
         let (outcome, text) = match (e, code) {
-            (ApiError::Unavailable(why), _) => {
-                self.admin_error(format!(
-                    "cannot send a code: {why}; check the network path to {}",
-                    self.cfg.verify_url
-                ));
-                (Outcome::AuthInfoUnavail, msg::UNAVAILABLE)
-            }
+            (ApiError::Unavailable(why), _) => (self.unreachable("send", why), msg::UNAVAILABLE),
             (_, Some(codes::BAD_CREDENTIALS)) => {
                 self.admin_error("Twilio rejected the credentials (error 20003); check account_sid and auth_token, or api_key_sid and api_key_secret".into());
                 (Outcome::ServiceErr, msg::SETUP_ERROR)
@@ -1256,13 +1273,7 @@ impl<'a, 'b> Flow<'a, 'b> {
 
     fn check_failure(&mut self, e: &ApiError) -> Outcome {
         let (outcome, text) = match (e, e.twilio_code()) {
-            (ApiError::Unavailable(why), _) => {
-                self.admin_error(format!(
-                    "cannot check a code: {why}; check the network path to {}",
-                    self.cfg.verify_url
-                ));
-                (Outcome::AuthInfoUnavail, msg::UNAVAILABLE)
-            }
+            (ApiError::Unavailable(why), _) => (self.unreachable("check", why), msg::UNAVAILABLE),
             (_, Some(codes::BAD_CREDENTIALS)) => {
                 self.admin_error("Twilio rejected the credentials (error 20003); check account_sid and auth_token, or api_key_sid and api_key_secret".into());
                 (Outcome::ServiceErr, msg::SETUP_ERROR)
@@ -1280,6 +1291,28 @@ impl<'a, 'b> Flow<'a, 'b> {
         };
         let _ = self.error(text);
         outcome
+    }
+
+    /// Twilio gave no usable answer to a send or a check. That is an outage
+    /// (PAM_AUTHINFO_UNAVAIL, which a stack may choose to admit) only when
+    /// the caller cannot have caused it: a caller who may signal this process
+    /// can stop it past `http_timeout`, or lower its limits, at will.
+    fn unreachable(&mut self, action: &str, why: &str) -> Outcome {
+        let url = &self.cfg.verify_url;
+        match self.login.interfering_caller() {
+            None => {
+                self.admin_error(format!(
+                    "cannot {action} a code: {why}; check the network path to {url}"
+                ));
+                Outcome::AuthInfoUnavail
+            }
+            Some(uid) => {
+                self.admin_error(format!(
+                    "Twilio unreachable: cannot {action} a code: {why}; denying with PAM_AUTH_ERR, not PAM_AUTHINFO_UNAVAIL, because the calling user (uid {uid}) can stop or limit this process; if this keeps happening, check the network path to {url}"
+                ));
+                Outcome::AuthErr
+            }
+        }
     }
 
     /// `service_name` with its placeholders filled in, cut to Twilio's 30 characters.

@@ -337,11 +337,6 @@ fn run_with(
     answers: &[&str],
     api: FakeApi,
 ) -> Run {
-    let mut conv = ScriptedConv::new(answers);
-    let log = MemoryLog::default();
-    let phones = FakePhones::new(phone);
-    let clock = FakeClock(Cell::new(1_000_000));
-    let store = MemoryStore::default();
     let login = Login {
         user,
         rhost: Some("192.0.2.7"),
@@ -351,6 +346,21 @@ fn run_with(
         caller_uid: 0,
         session: None,
     };
+    run_login(cfg, &login, phone, answers, api)
+}
+
+fn run_login(
+    cfg: &Config,
+    login: &Login,
+    phone: Result<Option<String>, SourceError>,
+    answers: &[&str],
+    api: FakeApi,
+) -> Run {
+    let mut conv = ScriptedConv::new(answers);
+    let log = MemoryLog::default();
+    let phones = FakePhones::new(phone);
+    let clock = FakeClock(Cell::new(1_000_000));
+    let store = MemoryStore::default();
     let deps = Deps {
         api: &api,
         phones: &phones,
@@ -358,7 +368,7 @@ fn run_with(
         clock: &clock,
         log: &log,
     };
-    let outcome = deps.drive(cfg, &login, &mut conv);
+    let outcome = deps.drive(cfg, login, &mut conv);
     Run {
         outcome,
         conv,
@@ -811,6 +821,68 @@ fn check_failures_map_to_pam_outcomes() {
         );
         assert_eq!(r.outcome, want, "{e:?}");
     }
+}
+
+/// A login under su (real uid 1000): the caller can stop the process.
+fn run_as_caller(api: FakeApi, answers: &[&str]) -> Run {
+    let login = Login {
+        user: "alice",
+        rhost: None,
+        tty: Some("/dev/pts/1"),
+        service: "su",
+        hostname: "h",
+        caller_uid: 1000,
+        session: None,
+    };
+    run_login(
+        &config(SMS_ONLY),
+        &login,
+        Ok(Some(ALICE_PHONE.into())),
+        answers,
+        api,
+    )
+}
+
+#[test]
+fn a_caller_who_can_stop_the_process_never_gets_authinfo_unavail() {
+    let unreachable = || ApiError::Unavailable("timed out".into());
+    let api = FakeApi::default();
+    api.send_errors.borrow_mut().push_back(unreachable());
+    let send = run_as_caller(api, &["123456"]);
+    let api = FakeApi::default();
+    api.check_errors.borrow_mut().push_back(unreachable());
+    let check = run_as_caller(api, &["000000"]);
+    for (what, r) in [("send", send), ("check", check)] {
+        assert_eq!(r.outcome, Outcome::AuthErr, "{what}");
+        // The user is told the same as in an outage.
+        assert_eq!(r.conv.errors(), vec![msg::UNAVAILABLE], "{what}");
+        let why = r
+            .log
+            .0
+            .borrow()
+            .iter()
+            .filter(|x| x.level == Level::Error)
+            .filter_map(|x| x.get("msg").map(str::to_string))
+            .find(|m| m.starts_with("Twilio unreachable:"))
+            .unwrap_or_else(|| panic!("{what}: no admin line"));
+        assert!(
+            why.contains(&format!("cannot {what} a code: timed out"))
+                && why.contains("denying with PAM_AUTH_ERR, not PAM_AUTHINFO_UNAVAIL, because the calling user (uid 1000) can stop or limit this process"),
+            "{why}"
+        );
+    }
+}
+
+#[test]
+fn twilio_answers_keep_their_outcomes_for_a_caller_who_can_stop_the_process() {
+    // Only "no usable answer" changes; Twilio's own refusals map as before.
+    let api = FakeApi::default();
+    api.send_errors.borrow_mut().push_back(twilio(20003, 401));
+    assert_eq!(run_as_caller(api, &["123456"]).outcome, Outcome::ServiceErr);
+    assert_eq!(
+        run_as_caller(FakeApi::default(), &["123456"]).outcome,
+        Outcome::Success
+    );
 }
 
 #[test]

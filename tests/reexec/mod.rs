@@ -1,0 +1,245 @@
+//! Runs one libpam login in a fresh child process: the test binary
+//! re-executes itself with `--exact <child test>` and an environment that
+//! tells the child what to do. The parent can then signal the child, give it
+//! another uid or another mount namespace, and read its PAM return code.
+#![allow(dead_code)]
+
+use pam_twilio_2fa::pam_client::{Style, Transaction};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Set in the child's environment: the PAM service folder to use.
+pub const CONFDIR: &str = "T2FA_CHILD_CONFDIR";
+const SERVICE: &str = "T2FA_CHILD_SERVICE";
+const USER: &str = "T2FA_CHILD_USER";
+const OUTBOX: &str = "T2FA_CHILD_OUTBOX";
+const ANSWER: &str = "T2FA_CHILD_ANSWER";
+const RUID: &str = "T2FA_CHILD_RUID";
+/// If set: a file the child waits for (10 s at most) before answering a prompt.
+pub const WAIT_FOR: &str = "T2FA_CHILD_WAIT_FOR";
+
+/// What the child's login should do.
+pub struct ChildLogin<'a> {
+    pub confdir: &'a Path,
+    pub service: &'a str,
+    pub user: &'a str,
+    /// The simulator's outbox, where the child finds the code it was sent.
+    pub outbox: &'a Path,
+    /// Type the right code, or a wrong one.
+    pub right_code: bool,
+    /// Real uid for the login (effective and saved stay 0), as under su.
+    pub ruid: Option<u32>,
+}
+
+/// A running child; killed (and continued first, if stopped) when dropped,
+/// so a failing test never leaves one behind.
+pub struct Kid {
+    child: Option<Child>,
+    pub pid: i32,
+}
+
+/// Starts `exe --exact child_test` as `prefix` would run it (e.g. under
+/// `unshare`), with the login described by `login` and `extra` variables.
+pub fn spawn(
+    prefix: &[&str],
+    child_test: &str,
+    login: &ChildLogin,
+    extra: &[(&str, String)],
+) -> Kid {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut cmd = match prefix.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(&exe);
+            c
+        }
+        None => Command::new(&exe),
+    };
+    cmd.args([
+        "--exact",
+        child_test,
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(CONFDIR, login.confdir)
+    .env(SERVICE, login.service)
+    .env(USER, login.user)
+    .env(OUTBOX, login.outbox)
+    .env(ANSWER, if login.right_code { "right" } else { "wrong" })
+    .env(RUID, login.ruid.map(|u| u.to_string()).unwrap_or_default())
+    .envs(extra.iter().map(|(k, v)| (k, v)))
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let child = cmd.spawn().expect("re-executing the test binary");
+    let pid = child.id() as i32;
+    Kid {
+        child: Some(child),
+        pid,
+    }
+}
+
+/// How the child ended.
+#[derive(Debug)]
+pub struct Ended {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ended {
+    /// The PAM code the child printed, if it got that far.
+    pub fn pam_rc(&self) -> Option<i32> {
+        self.stdout
+            .lines()
+            .find_map(|l| l.split_once("PAM_RC=").map(|(_, v)| v))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// The messages the module showed the user, as `STYLE text` lines.
+    pub fn shown(&self) -> Vec<String> {
+        self.stdout
+            .lines()
+            // libtest's "test NAME ... " may precede the first line.
+            .filter_map(|l| l.split_once("SHOWN ").map(|(_, m)| m))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Kid {
+    /// Waits at most `secs` for the child to end; kills it and fails past that.
+    pub fn finish(mut self, secs: u64) -> Ended {
+        let mut child = self.child.take().expect("child");
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if child.try_wait().expect("try_wait").is_some() {
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = signal(self.pid, libc::SIGCONT);
+                let _ = child.kill();
+                let _ = child.wait();
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                panic!("the child login did not end within {secs} s; stderr:\n{err}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().expect("child output");
+        Ended {
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+impl Drop for Kid {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = signal(self.pid, libc::SIGCONT);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn signal(pid: i32, sig: i32) -> std::io::Result<()> {
+    if unsafe { libc::kill(pid, sig) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// In the child: the login the parent asked for, or `None` in a normal run
+/// (the child test is then a no-op).
+pub fn requested() -> Option<ChildRequest> {
+    let confdir = std::env::var_os(CONFDIR)?;
+    let var = |k: &str| std::env::var(k).unwrap_or_default();
+    Some(ChildRequest {
+        confdir: PathBuf::from(confdir),
+        service: var(SERVICE),
+        user: var(USER),
+        outbox: PathBuf::from(var(OUTBOX)),
+        right_code: var(ANSWER) == "right",
+        ruid: var(RUID).parse().ok(),
+    })
+}
+
+pub struct ChildRequest {
+    pub confdir: PathBuf,
+    pub service: String,
+    pub user: String,
+    pub outbox: PathBuf,
+    pub right_code: bool,
+    pub ruid: Option<u32>,
+}
+
+impl ChildRequest {
+    /// Runs the login and prints `SHOWN ...` lines and `PAM_RC=n`.
+    pub fn run(&self) {
+        if let Some(ruid) = self.ruid {
+            // As su does: the caller's real uid, effective uid root.
+            assert_eq!(unsafe { libc::setresuid(ruid, 0, 0) }, 0, "setresuid");
+        }
+        let outbox = self.outbox.clone();
+        let right = self.right_code;
+        let wait_for = std::env::var_os(WAIT_FOR).map(PathBuf::from);
+        let responder = Box::new(move |style: Style, text: &str| -> Option<String> {
+            println!("SHOWN {style:?} {}", text.replace('\n', " "));
+            if !matches!(style, Style::EchoOff | Style::EchoOn) {
+                return Some(String::new());
+            }
+            if let Some(path) = &wait_for {
+                wait_until(|| path.exists());
+            }
+            let code = latest_code(&outbox)?;
+            Some(if right {
+                code
+            } else if code == "000000" {
+                "111111".into()
+            } else {
+                "000000".into()
+            })
+        });
+        let mut tx = Transaction::start(&self.service, &self.user, Some(&self.confdir), responder)
+            .expect("pam_start_confdir");
+        let rc = tx.authenticate(0);
+        drop(tx);
+        println!("PAM_RC={rc}");
+    }
+}
+
+/// Polls `ready` for 10 s at most.
+fn wait_until(ready: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ready() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The last code the simulator "delivered", waiting for it a little.
+fn latest_code(outbox: &Path) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(outbox).unwrap_or_default();
+        let code = text.lines().last().and_then(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()?
+                .get("code")?
+                .as_str()
+                .map(str::to_string)
+        });
+        if code.is_some() || Instant::now() > deadline {
+            return code;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
