@@ -7,6 +7,7 @@
 pub mod clock;
 pub mod config;
 pub mod conversation;
+mod event_log;
 pub mod events;
 pub mod flow;
 pub mod lab;
@@ -19,6 +20,7 @@ mod pam_ffi;
 pub mod phone;
 pub mod phone_book;
 mod resolver;
+pub mod secure_file;
 pub mod simulator;
 pub mod state;
 pub mod twilio_client;

@@ -4,12 +4,12 @@
 //! (read-only TOML), `directory` (one file per user; the only place numbers
 //! are written), `command` (a program, e.g. an LDAP or SSSD query).
 
-use crate::config::{check_file_safety, Config};
+use crate::config::Config;
+use crate::secure_file::{self, Mode};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -56,8 +56,9 @@ impl UsersFile {
     pub fn all(&self) -> Result<BTreeMap<String, String>, SourceError> {
         let shown = self.path.display();
         let err = |e: String| SourceError(format!("phones.file {shown}: {e}"));
-        check_file_safety(&self.path).map_err(err)?;
-        let text = read_limited(&self.path, MAX_USERS_FILE).map_err(|e| err(e.to_string()))?;
+        // Whoever could write it (or a directory above it) could give
+        // anyone's account their own phone.
+        let text = secure_file::read(&self.path, Mode::Policy, MAX_USERS_FILE).map_err(err)?;
         #[derive(serde::Deserialize)]
         #[serde(deny_unknown_fields)]
         struct UsersToml {
@@ -90,19 +91,22 @@ impl PhoneDirectory {
             return Ok(None);
         };
         let err = |e: String| SourceError(format!("phones.directory {}: {e}", file.display()));
-        // Whoever can write the directory can swap a user's number file.
-        match crate::state::check_dir_safety(&self.path, 0o022) {
-            Err(e) if self.path.exists() => return Err(err(e)),
-            _ => {}
+        // No directory yet: no one has registered (`store` creates it).
+        if let Err(e) = std::fs::symlink_metadata(&self.path) {
+            return match e.kind() {
+                std::io::ErrorKind::NotFound => Ok(None),
+                _ => Err(err(e.to_string())),
+            };
         }
-        match std::fs::symlink_metadata(&file) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(err(e.to_string())),
-            Ok(_) => {}
-        }
-        // A number the user could rewrite would let them move their own second factor.
-        check_file_safety(&file).map_err(err)?;
-        let text = read_limited(&file, MAX_PHONE_FILE).map_err(|e| err(e.to_string()))?;
+        // Whoever can write the directory, or one above it, can swap a
+        // user's number file.
+        secure_file::check_dir(&self.path, 0o022).map_err(err)?;
+        // A number the user could rewrite would let them move their own
+        // second factor. Checked as opened, read from the same descriptor.
+        let Some(f) = secure_file::open_if_exists(&file, Mode::Policy).map_err(err)? else {
+            return Ok(None);
+        };
+        let text = secure_file::read_from(f, MAX_PHONE_FILE).map_err(err)?;
         Ok(Some(text.trim().to_string()).filter(|t| !t.is_empty()))
     }
 
@@ -296,27 +300,6 @@ pub fn is_safe_file_name(name: &str) -> bool {
         && !name.chars().any(|c| c.is_control())
 }
 
-/// Reads a regular file, refusing symlinks on the last component and
-/// anything larger than `limit`.
-fn read_limited(path: &Path, limit: u64) -> std::io::Result<String> {
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)?;
-    let md = f.metadata()?;
-    if !md.is_file() {
-        return Err(std::io::Error::other("is not a regular file"));
-    }
-    if md.len() > limit {
-        return Err(std::io::Error::other(format!(
-            "is larger than {limit} bytes"
-        )));
-    }
-    let mut s = String::new();
-    f.take(limit).read_to_string(&mut s)?;
-    Ok(s)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,7 +312,7 @@ mod tests {
         crate::lab::Lab::new(&format!("t2fa-unit-{tag}")).unwrap()
     }
 
-    fn private(path: &Path, text: &str) {
+    fn private(path: &std::path::Path, text: &str) {
         std::fs::write(path, text).unwrap();
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
