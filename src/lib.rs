@@ -19,6 +19,7 @@ mod pam_entry;
 mod pam_ffi;
 pub mod phone;
 pub mod phone_book;
+pub mod phone_command;
 mod resolver;
 pub mod secure_file;
 pub mod simulator;

@@ -8,10 +8,10 @@ use crate::config::Config;
 use crate::secure_file::{self, Mode};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+pub use crate::phone_command::CommandSource;
 
 /// A source that exists but cannot be used: our setup is broken.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,74 +160,6 @@ impl PhoneDirectory {
     }
 }
 
-/// `[phones] command`: a program that prints the user's number, e.g. from
-/// LDAP. Run without a shell and with a clean environment; `%u` in an
-/// argument is replaced by the user name.
-pub struct CommandSource {
-    pub argv: Vec<String>,
-    pub timeout: Duration,
-}
-
-/// How much of the command's output we read.
-const MAX_COMMAND_OUTPUT: u64 = 4096;
-
-impl CommandSource {
-    pub fn lookup(&self, user: &str) -> Result<Option<String>, SourceError> {
-        let shown = self.argv.first().map(String::as_str).unwrap_or("");
-        let err = |e: String| SourceError(format!("phones.command {shown}: {e}"));
-        // The program would take such a name for an option.
-        if user.starts_with('-') {
-            return Err(err(format!(
-                "refusing user name {user:?} that starts with '-'"
-            )));
-        }
-        let args: Vec<String> = self.argv[1..]
-            .iter()
-            .map(|a| a.replace("%u", user))
-            .collect();
-        let mut child = Command::new(&self.argv[0])
-            .args(&args)
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| err(e.to_string()))?;
-        let mut stdout = child.stdout.take().expect("piped");
-        let reader = std::thread::spawn(move || {
-            let mut out = Vec::new();
-            let _ = (&mut stdout).take(MAX_COMMAND_OUTPUT).read_to_end(&mut out);
-            out
-        });
-        let deadline = Instant::now() + self.timeout;
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(10))
-                }
-                Ok(None) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(err(format!("timed out after {} s", self.timeout.as_secs())));
-                }
-                Err(e) => return Err(err(e.to_string())),
-            }
-        };
-        if !status.success() {
-            return Err(err(format!("failed ({status})")));
-        }
-        // The reader ends when the program closes its output (it has exited).
-        let out = reader
-            .join()
-            .map_err(|_| err("output reader failed".into()))?;
-        let text = String::from_utf8_lossy(&out);
-        let first = text.lines().next().unwrap_or("").trim().to_string();
-        Ok(Some(first).filter(|l| !l.is_empty()))
-    }
-}
-
 /// The configured sources.
 #[derive(Default)]
 pub struct Sources {
@@ -370,39 +302,5 @@ mod tests {
         );
         private(&file, "[users\n");
         assert!(s.find("alice").is_err());
-    }
-
-    #[test]
-    fn command_source_outcomes() {
-        let cmd = |script: &str| CommandSource {
-            argv: vec![
-                "/bin/sh".into(),
-                "-c".into(),
-                script.into(),
-                "sh".into(),
-                "%u".into(),
-            ],
-            timeout: Duration::from_secs(1),
-        };
-        assert_eq!(
-            cmd("echo \"+1201555$1\"").lookup("0100"),
-            Ok(Some("+12015550100".into()))
-        );
-        assert_eq!(cmd("printf ''").lookup("alice"), Ok(None));
-        assert!(cmd("exit 3")
-            .lookup("alice")
-            .unwrap_err()
-            .0
-            .contains("failed"));
-        assert!(cmd("sleep 5")
-            .lookup("alice")
-            .unwrap_err()
-            .0
-            .contains("timed out"));
-        assert!(
-            cmd("echo $HOME").lookup("alice").unwrap().is_none(),
-            "clean environment"
-        );
-        assert!(cmd("echo x").lookup("-rf").is_err());
     }
 }
