@@ -44,3 +44,29 @@ impl EventLog {
         problem
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unusable_file_is_reported_once_and_never_waited_on() {
+        let lab = crate::lab::Lab::new("t2fa-unit-eventlog").unwrap();
+        let fifo = lab.dir.join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let log = EventLog::new(fifo);
+        let first = log.append("a").unwrap();
+        assert!(first.contains("not a regular file"), "{first}");
+        assert_eq!(log.append("b"), None);
+
+        let file = lab.dir.join("events.log");
+        let log = EventLog::new(file.clone());
+        assert_eq!(log.append("a"), None);
+        assert_eq!(log.append("b"), None);
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "a\nb\n");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}

@@ -214,26 +214,40 @@ fn reap(pid: libc::pid_t) -> Option<libc::c_int> {
 /// for us to reap: a host that ignores SIGCHLD (or sets SA_NOCLDWAIT) would
 /// have the kernel reap it, and a host's handler could reap it first. The
 /// host's own disposition is put back afterwards (pam_unix does the same
-/// around its helper).
-struct SigchldDefault(Option<libc::sigaction>);
+/// around its helper). In a threaded host several lookups may overlap: the
+/// first saves the host's disposition, the last puts it back.
+struct SigchldDefault;
+
+/// Lookups under way, and the host's disposition they saved.
+static SIGCHLD_SAVED: std::sync::Mutex<(usize, Option<libc::sigaction>)> =
+    std::sync::Mutex::new((0, None));
 
 impl SigchldDefault {
     fn set() -> SigchldDefault {
-        let mut new: libc::sigaction = unsafe { std::mem::zeroed() };
-        new.sa_sigaction = libc::SIG_DFL;
-        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-        let rc = unsafe {
-            libc::sigemptyset(&mut new.sa_mask);
-            libc::sigaction(libc::SIGCHLD, &new, &mut old)
-        };
-        SigchldDefault((rc == 0).then_some(old))
+        let mut saved = SIGCHLD_SAVED.lock().unwrap_or_else(|e| e.into_inner());
+        if saved.0 == 0 {
+            let mut new: libc::sigaction = unsafe { std::mem::zeroed() };
+            new.sa_sigaction = libc::SIG_DFL;
+            let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+            let rc = unsafe {
+                libc::sigemptyset(&mut new.sa_mask);
+                libc::sigaction(libc::SIGCHLD, &new, &mut old)
+            };
+            saved.1 = (rc == 0).then_some(old);
+        }
+        saved.0 += 1;
+        SigchldDefault
     }
 }
 
 impl Drop for SigchldDefault {
     fn drop(&mut self) {
-        if let Some(old) = &self.0 {
-            unsafe { libc::sigaction(libc::SIGCHLD, old, std::ptr::null_mut()) };
+        let mut saved = SIGCHLD_SAVED.lock().unwrap_or_else(|e| e.into_inner());
+        saved.0 -= 1;
+        if saved.0 == 0 {
+            if let Some(old) = saved.1.take() {
+                unsafe { libc::sigaction(libc::SIGCHLD, &old, std::ptr::null_mut()) };
+            }
         }
     }
 }
