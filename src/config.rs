@@ -48,6 +48,8 @@ pub struct Config {
     pub remember: u64,
     /// `[phones] command`, split into program and arguments.
     pub phones_command: Option<Vec<String>>,
+    /// `[phones] command_timeout`: seconds for the whole exchange with it.
+    pub phones_command_timeout: u64,
     pub allow_register: bool,
     pub register_optional: bool,
     pub allow_change: bool,
@@ -219,12 +221,29 @@ fn default_carrier_types() -> Vec<String> {
     vec!["mobile".into()]
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPhones {
     file: Option<PathBuf>,
     directory: Option<PathBuf>,
     command: Option<String>,
+    #[serde(default = "default_command_timeout")]
+    command_timeout: u64,
+}
+
+impl Default for RawPhones {
+    fn default() -> Self {
+        RawPhones {
+            file: None,
+            directory: None,
+            command: None,
+            command_timeout: default_command_timeout(),
+        }
+    }
+}
+
+fn default_command_timeout() -> u64 {
+    5
 }
 
 #[derive(Deserialize)]
@@ -447,6 +466,10 @@ impl RawConfig {
                 Some(argv)
             }
         };
+        // The program is asked before the code is sent, while the user waits.
+        if !(1..=30).contains(&self.phones.command_timeout) {
+            return err("phones.command_timeout: must be between 1 and 30 seconds".into());
+        }
         let pn = &self.phone_number;
         for (key, list) in [
             ("phone_number.allowed_countries", &pn.allowed_countries),
@@ -525,6 +548,7 @@ impl RawConfig {
             carrier_lookup: self.phone_number.carrier_lookup,
             allowed_carrier_types: carrier_types,
             phones_command,
+            phones_command_timeout: self.phones.command_timeout,
             allow_register: self.allow_register,
             register_optional: self.register_optional,
             allow_change: self.allow_change,
@@ -589,7 +613,7 @@ impl Config {
             self.allowed_carrier_types.join(", "),
             path(&self.phones_file),
             path(&self.phones_directory),
-            self.phones_command.as_ref().map(|c| c.join(" ")).unwrap_or_else(|| "-".into()),
+            self.phones_command.as_ref().map(|c| format!("{} (timeout {} s)", c.join(" "), self.phones_command_timeout)).unwrap_or_else(|| "-".into()),
             self.allow_register,
             self.allow_change,
         );
@@ -773,6 +797,8 @@ service_sid = "VA0123456789abcdef0123456789abcdef"
             ("auth_token_file = \"/nonexistent\"", "auth_token"),
             ("[phone_number]\ndefault_region = \"XX\"", "default_region"),
             ("[phones]\nfile = \"relative.toml\"", "phones.file"),
+            ("[phones]\ncommand_timeout = 0", "phones.command_timeout"),
+            ("[phones]\ncommand_timeout = 31", "phones.command_timeout"),
             ("[methods.sms]\nlabel = \"\"", "methods.sms.label"),
         ] {
             let e = Config::parse(&format!("{MINIMAL}{line}\n")).unwrap_err();

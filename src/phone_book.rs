@@ -178,7 +178,7 @@ impl Sources {
                 .map(|path| PhoneDirectory { path }),
             command: c.phones_command.clone().map(|argv| CommandSource {
                 argv,
-                timeout: Duration::from_secs(5),
+                timeout: Duration::from_secs(c.phones_command_timeout),
             }),
         }
     }

@@ -145,6 +145,26 @@ fn a_program_that_never_ends_is_killed_with_its_whole_group() {
     assert_none_left(&marker);
 }
 
+#[test]
+fn command_timeout_sets_the_deadline() {
+    let s = Setup::sms("");
+    let (sleep, marker) = marked_sleep(&s, "short");
+    let program = s.lab.dir.join("phone-of");
+    write_program(&program, &format!("{} 60", sleep.display()));
+    s.rewrite_config(
+        &format!(
+            "allowed_methods = [\"sms\"]\n[phones]\ncommand = \"{} %u\"\ncommand_timeout = 1\n",
+            program.display()
+        ),
+        |t| t,
+    );
+    let r = s.login(vec![Answer::Code]);
+    r.assert_rc(PAM_SERVICE_ERR);
+    assert!(s.log().contains("timed out after 1 s"), "{}", s.log());
+    assert!(r.elapsed < Duration::from_secs(4), "{:?}", r.elapsed);
+    assert_none_left(&marker);
+}
+
 /// Set by the test below when it runs this binary again for one test.
 const SIGCHLD_CHILD: &str = "T2FA_TEST_SIGCHLD_IGNORED";
 
