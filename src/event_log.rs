@@ -45,6 +45,14 @@ impl EventLog {
     }
 }
 
+/// What is wrong with `path` as an event log, if anything (it may not
+/// exist yet): for `twilio-2fa check-config`.
+pub fn problem(path: &std::path::Path) -> Option<String> {
+    crate::secure_file::check_append(path)
+        .err()
+        .map(|e| format!("event_log {}: {e}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

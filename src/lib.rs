@@ -7,7 +7,7 @@
 pub mod clock;
 pub mod config;
 pub mod conversation;
-mod event_log;
+pub mod event_log;
 pub mod events;
 pub mod flow;
 pub mod lab;

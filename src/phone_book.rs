@@ -184,6 +184,31 @@ impl Sources {
     }
 }
 
+impl Sources {
+    /// What would make a source fail at login, found without asking for a
+    /// user: for `twilio-2fa check-config`.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(f) = &self.file {
+            out.extend(f.all().err().map(|e| e.0));
+        }
+        if let Some(d) = &self.directory {
+            if std::fs::symlink_metadata(&d.path).is_ok() {
+                if let Err(e) = secure_file::check_dir(&d.path, 0o022) {
+                    out.push(format!("phones.directory {}: {e}", d.path.display()));
+                }
+            }
+        }
+        if let Some(c) = &self.command {
+            let program = c.argv.first().map(String::as_str).unwrap_or("");
+            if let Err(e) = secure_file::check_program(std::path::Path::new(program)) {
+                out.push(format!("phones.command {program}: unsafe program: {e}"));
+            }
+        }
+        out
+    }
+}
+
 impl PhoneBook for Sources {
     fn find(&self, user: &str) -> Result<Option<Found>, SourceError> {
         let found = |number: String, changeable, source| Found {

@@ -98,6 +98,23 @@ pub fn open_append(path: &Path) -> Result<File, String> {
     Ok(file)
 }
 
+/// What `open_append` would say about `path`, without creating it: for
+/// `twilio-2fa check-config`.
+pub fn check_append(path: &Path) -> Result<(), String> {
+    let real = locate(path)?;
+    let file = match OpenOptions::new()
+        .append(true)
+        .custom_flags(NOT_BLOCKING)
+        .open(&real)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(open_error(e)),
+    };
+    let md = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
+    check_opened(&md, Mode::Policy)
+}
+
 /// The `[phones] command` program: it and every directory above it must
 /// belong to root and be writable by no one else. Returns the resolved path
 /// to run, so a symlink on the way cannot be swapped after the check.

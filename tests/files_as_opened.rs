@@ -129,6 +129,7 @@ fn users_toml_in_a_directory_others_may_write_is_refused() {
     assert_refused(&s, "users.toml in a world-writable directory");
     assert!(s.log().contains("phones.file"), "{}", s.log());
     assert!(s.log().contains("parent"), "{}", s.log());
+    check_config_says(&s.lab.config, "phones.file");
 }
 
 #[test]
@@ -150,6 +151,7 @@ fn a_phones_directory_with_a_writable_parent_is_refused() {
     };
     use_dir(&phones);
     assert_refused(&s, "phones directory in a world-writable directory");
+    check_config_says(&s.lab.config, "phones.directory");
     // The lab's own phones directory is safe; reached through a symlink
     // in a directory others may write, it is not.
     let link = open.join("lab");
@@ -192,7 +194,10 @@ fn a_fifo_as_event_log_does_not_hold_the_login() {
             let c = std::ffi::CString::new(s.lab.event_log.to_str().unwrap()).unwrap();
             assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         },
-        |_, r| r.assert_rc(PAM_SUCCESS),
+        |s, r| {
+            r.assert_rc(PAM_SUCCESS);
+            check_config_says(&s.lab.config, "event_log");
+        },
     );
 }
 
@@ -212,6 +217,7 @@ fn an_event_log_others_could_replace_is_not_written() {
             r.assert_rc(PAM_SUCCESS);
             let written = s.lab.dir.join("open/events.log");
             assert!(!written.exists(), "{}", s.log());
+            check_config_says(&s.lab.config, "event_log");
         },
     );
     // A symlink in a safe directory is not followed either.

@@ -270,6 +270,12 @@ fn a_program_others_could_replace_is_not_run() {
             .unwrap_or_else(|| panic!("{why}: no log line:\n{log}"));
         assert!(line.contains(why), "{why}: {line}");
         assert!(s.sim.received().is_empty(), "{why}: something was sent");
+        // check-config says so before any login fails.
+        let (ok, _, err) = twilio_2fa(&["check-config", s.lab.config.to_str().unwrap()]);
+        assert!(
+            !ok && err.contains("phones.command") && err.contains(why),
+            "{err}"
+        );
     };
 
     let program = s.lab.dir.join("phone-of");
