@@ -99,13 +99,14 @@ fn run(mut child: Child, deadline: Instant) -> (Vec<u8>, End) {
     }
     let exit_fd = pidfd(pid);
     let mut output = Vec::new();
-    let exited = loop {
-        if has_exited(pid) {
-            break true;
+    let state = loop {
+        let state = child_state(pid);
+        if state != ChildState::Running {
+            break state;
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            break false;
+            break state;
         }
         // Without a pidfd (kernel before 5.3) look again every 10 ms.
         let slice = match exit_fd {
@@ -129,12 +130,16 @@ fn run(mut child: Child, deadline: Instant) -> (Vec<u8>, End) {
     // What the program wrote before it exited is in the pipe.
     read_available(&mut stdout, &mut output);
     drop(stdout);
-    // The group id stays taken while the program is an unreaped zombie, so
-    // this cannot hit another process group.
+    if state == ChildState::Gone {
+        // Its group id may be free again: killing it could hit strangers.
+        return (output, End::Lost);
+    }
+    // The group id stays taken while the program is running or an unreaped
+    // zombie, so this cannot hit another process group.
     unsafe { libc::kill(-pid, libc::SIGKILL) };
     let end = match reap(pid) {
         None => End::Lost,
-        Some(_) if !exited => End::TimedOut,
+        Some(_) if state == ChildState::Running => End::TimedOut,
         Some(status) => End::Exited(std::process::ExitStatus::from_raw(status)),
     };
     (output, end)
@@ -176,9 +181,17 @@ fn pidfd(pid: libc::pid_t) -> Option<OwnedFd> {
     (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
 }
 
-/// True once `pid` has exited; it stays a zombie (WNOWAIT) so its process
-/// group id cannot be reused before we kill the group.
-fn has_exited(pid: libc::pid_t) -> bool {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChildState {
+    Running,
+    /// Exited, and left a zombie for us (WNOWAIT): its process group id
+    /// cannot be reused before we kill the group and reap it.
+    Exited,
+    /// Not our child any more: something else in the host reaped it.
+    Gone,
+}
+
+fn child_state(pid: libc::pid_t) -> ChildState {
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     let rc = unsafe {
         libc::waitid(
@@ -188,10 +201,16 @@ fn has_exited(pid: libc::pid_t) -> bool {
             libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
         )
     };
-    match rc {
-        0 => (unsafe { info.si_pid() }) != 0,
-        // Not our child any more (reaped elsewhere): nothing to wait for.
-        _ => std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD),
+    if rc == 0 {
+        return match unsafe { info.si_pid() } {
+            0 => ChildState::Running,
+            _ => ChildState::Exited,
+        };
+    }
+    match std::io::Error::last_os_error().raw_os_error() {
+        Some(libc::ECHILD) => ChildState::Gone,
+        // EINTR: look again.
+        _ => ChildState::Running,
     }
 }
 
