@@ -4,14 +4,19 @@
 //! syslog line and `twilio-2fa check-config` say the same thing.
 
 use crate::method::Method;
+use crate::secure_file::{self, Mode};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 pub const DEFAULT_PATH: &str = "/etc/twilio-2fa/config.toml";
+
+/// Largest config file we read.
+const MAX_CONFIG_FILE: u64 = 1024 * 1024;
+/// Largest auth_token_file / api_key_secret_file we read.
+const MAX_SECRET_FILE: u64 = 64 * 1024;
 
 /// A configuration that parsed and passed every check.
 #[derive(Debug, Clone)]
@@ -44,6 +49,8 @@ pub struct Config {
     pub remember: u64,
     /// `[phones] command`, split into program and arguments.
     pub phones_command: Option<Vec<String>>,
+    /// `[phones] command_timeout`: seconds for the whole exchange with it.
+    pub phones_command_timeout: u64,
     pub allow_register: bool,
     pub register_optional: bool,
     pub allow_change: bool,
@@ -217,12 +224,29 @@ fn default_carrier_types() -> Vec<String> {
     vec!["mobile".into()]
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPhones {
     file: Option<PathBuf>,
     directory: Option<PathBuf>,
     command: Option<String>,
+    #[serde(default = "default_command_timeout")]
+    command_timeout: u64,
+}
+
+impl Default for RawPhones {
+    fn default() -> Self {
+        RawPhones {
+            file: None,
+            directory: None,
+            command: None,
+            command_timeout: default_command_timeout(),
+        }
+    }
+}
+
+fn default_command_timeout() -> u64 {
+    5
 }
 
 #[derive(Deserialize)]
@@ -263,9 +287,8 @@ impl Config {
     /// Reads, checks and parses the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let shown = path.display();
-        check_secret_file_safety(path).map_err(|e| ConfigError(format!("config {shown}: {e}")))?;
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError(format!("config {shown}: cannot read: {e}")))?;
+        let text = secure_file::read(path, Mode::Secret, MAX_CONFIG_FILE)
+            .map_err(|e| ConfigError(format!("config {shown}: {e}")))?;
         Config::parse(&text).map_err(|e| ConfigError(format!("config {shown}: {e}")))
     }
 
@@ -446,6 +469,10 @@ impl RawConfig {
                 Some(argv)
             }
         };
+        // The program is asked before the code is sent, while the user waits.
+        if !(1..=30).contains(&self.phones.command_timeout) {
+            return err("phones.command_timeout: must be between 1 and 30 seconds".into());
+        }
         let pn = &self.phone_number;
         for (key, list) in [
             ("phone_number.allowed_countries", &pn.allowed_countries),
@@ -524,6 +551,7 @@ impl RawConfig {
             carrier_lookup: self.phone_number.carrier_lookup,
             allowed_carrier_types: carrier_types,
             phones_command,
+            phones_command_timeout: self.phones.command_timeout,
             allow_register: self.allow_register,
             register_optional: self.register_optional,
             allow_change: self.allow_change,
@@ -588,7 +616,7 @@ impl Config {
             self.allowed_carrier_types.join(", "),
             path(&self.phones_file),
             path(&self.phones_directory),
-            self.phones_command.as_ref().map(|c| c.join(" ")).unwrap_or_else(|| "-".into()),
+            self.phones_command.as_ref().map(|c| format!("{} (timeout {} s)", c.join(" "), self.phones_command_timeout)).unwrap_or_else(|| "-".into()),
             self.allow_register,
             self.allow_change,
         );
@@ -727,51 +755,11 @@ fn secret_from(
 
 fn read_secret_file(key: &str, path: &Path) -> Result<String, ConfigError> {
     let shown = path.display();
-    check_secret_file_safety(path).map_err(|e| ConfigError(format!("{key} {shown}: {e}")))?;
-    let mut text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError(format!("{key} {shown}: cannot read: {e}")))?;
+    let mut text = secure_file::read(path, Mode::Secret, MAX_SECRET_FILE)
+        .map_err(|e| ConfigError(format!("{key} {shown}: {e}")))?;
     let value = text.trim().to_string();
     wipe(&mut text);
     Ok(value)
-}
-
-/// For files holding secrets (the config, token files): also not readable by
-/// group or others.
-pub fn check_secret_file_safety(path: &Path) -> Result<(), String> {
-    check_file_safety(path)?;
-    let mode = std::fs::metadata(path)
-        .map_err(|e| format!("cannot read: {e}"))?
-        .mode();
-    if mode & 0o077 != 0 {
-        return Err(format!(
-            "is readable by group or others (mode {:04o}); it holds secrets: run chmod 600",
-            mode & 0o7777
-        ));
-    }
-    Ok(())
-}
-
-/// StrictModes-style check: a file that holds secrets or policy must belong to
-/// root (or to whoever runs us) and must not be writable by anyone else.
-pub fn check_file_safety(path: &Path) -> Result<(), String> {
-    let md = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
-    if !md.is_file() {
-        return Err("is not a regular file".into());
-    }
-    let euid = unsafe { libc::geteuid() };
-    if md.uid() != 0 && md.uid() != euid {
-        return Err(format!(
-            "is owned by uid {}, must be owned by root",
-            md.uid()
-        ));
-    }
-    if md.mode() & 0o022 != 0 {
-        return Err(format!(
-            "is writable by group or others (mode {:04o}); run chmod 600",
-            md.mode() & 0o7777
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -871,6 +859,8 @@ service_sid = "VA0123456789abcdef0123456789abcdef"
             ("auth_token_file = \"/nonexistent\"", "auth_token"),
             ("[phone_number]\ndefault_region = \"XX\"", "default_region"),
             ("[phones]\nfile = \"relative.toml\"", "phones.file"),
+            ("[phones]\ncommand_timeout = 0", "phones.command_timeout"),
+            ("[phones]\ncommand_timeout = 31", "phones.command_timeout"),
             ("[methods.sms]\nlabel = \"\"", "methods.sms.label"),
         ] {
             let e = Config::parse(&format!("{MINIMAL}{line}\n")).unwrap_err();
@@ -950,8 +940,9 @@ service_sid = "VA0123456789abcdef0123456789abcdef"
     #[test]
     fn secret_files_must_not_be_readable_by_others() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("t2fa-cfg-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        // Not under /tmp: a directory others may write is refused outright.
+        let lab = crate::lab::Lab::new("t2fa-unit-cfg").unwrap();
+        let dir = lab.dir.clone();
         let token = dir.join("token");
         std::fs::write(&token, "tok-file-91\n").unwrap();
         std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -976,6 +967,5 @@ service_sid = "VA0123456789abcdef0123456789abcdef"
             .unwrap_err()
             .0
             .contains("readable by group or others"));
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -7,7 +7,6 @@
 use crate::clock::Clock;
 use crate::syslog::{Severity, Syslog};
 use std::cell::RefCell;
-use std::io::Write;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,7 +110,7 @@ pub trait EventSink {
 /// (`event_log`) for tests and SIEM ingestion. Debug lines only with `debug`.
 pub struct SystemLog {
     debug: bool,
-    file: Option<PathBuf>,
+    file: Option<crate::event_log::EventLog>,
     /// One syslog connection for all of a login's lines, made at the first
     /// line; `Some(None)` once connecting failed, so a host without a
     /// syslog socket is not probed again for every line.
@@ -124,7 +123,7 @@ impl SystemLog {
     pub fn new(debug: bool, file: Option<PathBuf>) -> SystemLog {
         SystemLog {
             debug,
-            file,
+            file: file.map(crate::event_log::EventLog::new),
             syslog: RefCell::new(None),
             socket: None,
         }
@@ -172,27 +171,15 @@ impl EventSink for SystemLog {
         let line = r.to_line();
         // Logging must never fail a login: errors here are dropped.
         self.send_to_syslog(r.level, &line);
-        if let Some(path) = &self.file {
+        if let Some(file) = &self.file {
             let time = crate::clock::iso_time(crate::clock::SystemClock.now());
-            append_line(
-                path,
-                &format!("time={time} level={} {line}", r.level.name()),
-            );
+            let problem = file.append(&format!("time={time} level={} {line}", r.level.name()));
+            // Said once per login, not for every line.
+            if let Some(problem) = problem {
+                let said = Record::message(Level::Error, problem).to_line();
+                self.send_to_syslog(Level::Error, &said);
+            }
         }
-    }
-}
-
-fn append_line(path: &PathBuf, line: &str) {
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-    {
-        // One write call per line so concurrent logins do not interleave.
-        let _ = f.write_all(format!("{line}\n").as_bytes());
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod clock;
 pub mod config;
 pub mod conversation;
+pub mod event_log;
 pub mod events;
 pub mod flow;
 pub mod lab;
@@ -18,7 +19,9 @@ mod pam_entry;
 mod pam_ffi;
 pub mod phone;
 pub mod phone_book;
+pub mod phone_command;
 mod resolver;
+pub mod secure_file;
 pub mod session;
 mod sigpipe;
 pub mod simulator;

@@ -4,14 +4,15 @@
 //! (read-only TOML), `directory` (one file per user; the only place numbers
 //! are written), `command` (a program, e.g. an LDAP or SSSD query).
 
-use crate::config::{check_file_safety, Config};
+use crate::config::Config;
+use crate::secure_file::{self, Mode};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+pub use crate::phone_command::CommandSource;
 
 /// A source that exists but cannot be used: our setup is broken.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,8 +61,9 @@ impl UsersFile {
     pub fn all(&self) -> Result<BTreeMap<String, String>, SourceError> {
         let shown = self.path.display();
         let err = |e: String| SourceError(format!("phones.file {shown}: {e}"));
-        check_file_safety(&self.path).map_err(err)?;
-        let text = read_limited(&self.path, MAX_USERS_FILE).map_err(|e| err(e.to_string()))?;
+        // Whoever could write it (or a directory above it) could give
+        // anyone's account their own phone.
+        let text = secure_file::read(&self.path, Mode::Policy, MAX_USERS_FILE).map_err(err)?;
         #[derive(serde::Deserialize)]
         #[serde(deny_unknown_fields)]
         struct UsersToml {
@@ -94,19 +96,22 @@ impl PhoneDirectory {
             return Ok(None);
         };
         let err = |e: String| SourceError(format!("phones.directory {}: {e}", file.display()));
-        // Whoever can write the directory can swap a user's number file.
-        match crate::state::check_dir_safety(&self.path, 0o022) {
-            Err(e) if self.path.exists() => return Err(err(e)),
-            _ => {}
+        // No directory yet: no one has registered (`store` creates it).
+        if let Err(e) = std::fs::symlink_metadata(&self.path) {
+            return match e.kind() {
+                std::io::ErrorKind::NotFound => Ok(None),
+                _ => Err(err(e.to_string())),
+            };
         }
-        match std::fs::symlink_metadata(&file) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(err(e.to_string())),
-            Ok(_) => {}
-        }
-        // A number the user could rewrite would let them move their own second factor.
-        check_file_safety(&file).map_err(err)?;
-        let text = read_limited(&file, MAX_PHONE_FILE).map_err(|e| err(e.to_string()))?;
+        // Whoever can write the directory, or one above it, can swap a
+        // user's number file.
+        secure_file::check_dir(&self.path, 0o022).map_err(err)?;
+        // A number the user could rewrite would let them move their own
+        // second factor. Checked as opened, read from the same descriptor.
+        let Some(f) = secure_file::open_if_exists(&file, Mode::Policy).map_err(err)? else {
+            return Ok(None);
+        };
+        let text = secure_file::read_from(f, MAX_PHONE_FILE).map_err(err)?;
         // An empty file is damage (a full disk, a truncation), never "no
         // number": that would let whoever can empty it register a phone.
         let number = text.trim();
@@ -169,74 +174,6 @@ impl PhoneDirectory {
     }
 }
 
-/// `[phones] command`: a program that prints the user's number, e.g. from
-/// LDAP. Run without a shell and with a clean environment; `%u` in an
-/// argument is replaced by the user name.
-pub struct CommandSource {
-    pub argv: Vec<String>,
-    pub timeout: Duration,
-}
-
-/// How much of the command's output we read.
-const MAX_COMMAND_OUTPUT: u64 = 4096;
-
-impl CommandSource {
-    pub fn lookup(&self, user: &str) -> Result<Option<String>, SourceError> {
-        let shown = self.argv.first().map(String::as_str).unwrap_or("");
-        let err = |e: String| SourceError(format!("phones.command {shown}: {e}"));
-        // The program would take such a name for an option.
-        if user.starts_with('-') {
-            return Err(err(format!(
-                "refusing user name {user:?} that starts with '-'"
-            )));
-        }
-        let args: Vec<String> = self.argv[1..]
-            .iter()
-            .map(|a| a.replace("%u", user))
-            .collect();
-        let mut child = Command::new(&self.argv[0])
-            .args(&args)
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| err(e.to_string()))?;
-        let mut stdout = child.stdout.take().expect("piped");
-        let reader = std::thread::spawn(move || {
-            let mut out = Vec::new();
-            let _ = (&mut stdout).take(MAX_COMMAND_OUTPUT).read_to_end(&mut out);
-            out
-        });
-        let deadline = Instant::now() + self.timeout;
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(10))
-                }
-                Ok(None) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(err(format!("timed out after {} s", self.timeout.as_secs())));
-                }
-                Err(e) => return Err(err(e.to_string())),
-            }
-        };
-        if !status.success() {
-            return Err(err(format!("failed ({status})")));
-        }
-        // The reader ends when the program closes its output (it has exited).
-        let out = reader
-            .join()
-            .map_err(|_| err("output reader failed".into()))?;
-        let text = String::from_utf8_lossy(&out);
-        let first = text.lines().next().unwrap_or("").trim().to_string();
-        Ok(Some(first).filter(|l| !l.is_empty()))
-    }
-}
-
 /// The configured sources.
 #[derive(Default)]
 pub struct Sources {
@@ -255,9 +192,34 @@ impl Sources {
                 .map(|path| PhoneDirectory { path }),
             command: c.phones_command.clone().map(|argv| CommandSource {
                 argv,
-                timeout: Duration::from_secs(5),
+                timeout: Duration::from_secs(c.phones_command_timeout),
             }),
         }
+    }
+}
+
+impl Sources {
+    /// What would make a source fail at login, found without asking for a
+    /// user: for `twilio-2fa check-config`.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(f) = &self.file {
+            out.extend(f.all().err().map(|e| e.0));
+        }
+        if let Some(d) = &self.directory {
+            if std::fs::symlink_metadata(&d.path).is_ok() {
+                if let Err(e) = secure_file::check_dir(&d.path, 0o022) {
+                    out.push(format!("phones.directory {}: {e}", d.path.display()));
+                }
+            }
+        }
+        if let Some(c) = &self.command {
+            let program = c.argv.first().map(String::as_str).unwrap_or("");
+            if let Err(e) = secure_file::check_program(std::path::Path::new(program)) {
+                out.push(format!("phones.command {program}: unsafe program: {e}"));
+            }
+        }
+        out
     }
 }
 
@@ -351,27 +313,6 @@ pub fn is_safe_file_name(name: &str) -> bool {
         && !name.chars().any(|c| c.is_control())
 }
 
-/// Reads a regular file, refusing symlinks on the last component and
-/// anything larger than `limit`.
-fn read_limited(path: &Path, limit: u64) -> std::io::Result<String> {
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)?;
-    let md = f.metadata()?;
-    if !md.is_file() {
-        return Err(std::io::Error::other("is not a regular file"));
-    }
-    if md.len() > limit {
-        return Err(std::io::Error::other(format!(
-            "is larger than {limit} bytes"
-        )));
-    }
-    let mut s = String::new();
-    f.take(limit).read_to_string(&mut s)?;
-    Ok(s)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,7 +325,7 @@ mod tests {
         crate::lab::Lab::new(&format!("t2fa-unit-{tag}")).unwrap()
     }
 
-    fn private(path: &Path, text: &str) {
+    fn private(path: &std::path::Path, text: &str) {
         std::fs::write(path, text).unwrap();
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
@@ -477,39 +418,5 @@ mod tests {
         );
         private(&file, "[users\n");
         assert!(s.find("alice").is_err());
-    }
-
-    #[test]
-    fn command_source_outcomes() {
-        let cmd = |script: &str| CommandSource {
-            argv: vec![
-                "/bin/sh".into(),
-                "-c".into(),
-                script.into(),
-                "sh".into(),
-                "%u".into(),
-            ],
-            timeout: Duration::from_secs(1),
-        };
-        assert_eq!(
-            cmd("echo \"+1201555$1\"").lookup("0100"),
-            Ok(Some("+12015550100".into()))
-        );
-        assert_eq!(cmd("printf ''").lookup("alice"), Ok(None));
-        assert!(cmd("exit 3")
-            .lookup("alice")
-            .unwrap_err()
-            .0
-            .contains("failed"));
-        assert!(cmd("sleep 5")
-            .lookup("alice")
-            .unwrap_err()
-            .0
-            .contains("timed out"));
-        assert!(
-            cmd("echo $HOME").lookup("alice").unwrap().is_none(),
-            "clean environment"
-        );
-        assert!(cmd("echo x").lookup("-rf").is_err());
     }
 }

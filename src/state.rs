@@ -353,43 +353,9 @@ fn owner_ok(uid: u32) -> bool {
 }
 
 /// The directory and every parent must belong to root (or us) and must not
-/// be writable by group or others (OpenSSH StrictModes rules; no exception
-/// for sticky directories such as /tmp).
-///
-/// `forbidden` are the directory's own mode bits that must be clear (0o077
-/// for the state directory: mode 0700).
+/// be writable by group or others; see `secure_file::check_dir`.
 pub(crate) fn check_dir_safety(path: &Path, forbidden: u32) -> Result<(), String> {
-    let md = std::fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if !md.is_dir() {
-        return Err(format!("{} is not a directory", path.display()));
-    }
-    if !owner_ok(md.uid()) {
-        return Err(format!(
-            "{} is owned by uid {}, must be owned by root",
-            path.display(),
-            md.uid()
-        ));
-    }
-    if md.mode() & forbidden != 0 {
-        return Err(format!(
-            "{} has mode {:04o}, which lets others in (run chmod 700)",
-            path.display(),
-            md.mode() & 0o7777
-        ));
-    }
-    let abs = std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    for parent in abs.ancestors().skip(1) {
-        let md = std::fs::metadata(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
-        if !owner_ok(md.uid()) || md.mode() & 0o022 != 0 {
-            return Err(format!(
-                "parent {} is writable by a user other than root (owner uid {}, mode {:04o})",
-                parent.display(),
-                md.uid(),
-                md.mode() & 0o7777
-            ));
-        }
-    }
-    Ok(())
+    crate::secure_file::check_dir(path, forbidden)
 }
 
 /// Replaces `file` with `contents` (mode 0600) so that a reader, or a

@@ -26,6 +26,26 @@ fn open_fds() -> Vec<String> {
     fds
 }
 
+/// The descriptors once the simulator has closed its end of the last
+/// login's connections (it does so a moment after the module closes its
+/// own): unchanged for 200 ms, waiting at most 2 s.
+fn settled_fds() -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let mut last = open_fds();
+    let mut same_since = std::time::Instant::now();
+    while std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let now = open_fds();
+        if now != last {
+            last = now;
+            same_since = std::time::Instant::now();
+        } else if same_since.elapsed() >= std::time::Duration::from_millis(200) {
+            break;
+        }
+    }
+    last
+}
+
 fn signal_handlers() -> Vec<usize> {
     (1..32)
         .filter(|s| *s != libc::SIGKILL && *s != libc::SIGSTOP)
@@ -54,7 +74,7 @@ fn logins_leave_no_fds_handlers_umask_or_cwd_behind() {
         .assert_rc(PAM_SUCCESS);
 
     let (fds, handlers, mask, cwd) = (
-        open_fds(),
+        settled_fds(),
         signal_handlers(),
         umask(),
         std::env::current_dir().unwrap(),

@@ -79,6 +79,16 @@ fn check_config(args: &[String]) -> Result<(), String> {
     }
     let path = PathBuf::from(args.first().map(String::as_str).unwrap_or(DEFAULT_PATH));
     let cfg = Config::load(&path).map_err(|e| e.to_string())?;
+    // What logins would refuse later: unsafe phone sources or event log.
+    let mut problems = pam_twilio_2fa::phone_book::Sources::from_config(&cfg).problems();
+    problems.extend(
+        cfg.event_log
+            .as_deref()
+            .and_then(pam_twilio_2fa::event_log::problem),
+    );
+    if !problems.is_empty() {
+        return Err(format!("{}: {}", path.display(), problems.join("\n")));
+    }
     println!("{}: OK\n{}", path.display(), cfg.summary());
     group_warnings(&cfg);
     Ok(())
