@@ -287,9 +287,12 @@ impl Config {
     /// Reads, checks and parses the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let shown = path.display();
-        let text = secure_file::read(path, Mode::Secret, MAX_CONFIG_FILE)
+        let mut text = secure_file::read(path, Mode::Secret, MAX_CONFIG_FILE)
             .map_err(|e| ConfigError(format!("config {shown}: {e}")))?;
-        Config::parse(&text).map_err(|e| ConfigError(format!("config {shown}: {e}")))
+        let parsed = Config::parse(&text).map_err(|e| ConfigError(format!("config {shown}: {e}")));
+        // It may hold the auth token inline.
+        wipe(&mut text);
+        parsed
     }
 
     /// Parses configuration text; file paths inside it (auth_token_file) are read.

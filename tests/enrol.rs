@@ -412,3 +412,35 @@ fn user_commands_refuse_non_root() {
         );
     }
 }
+
+/// users.toml may name anyone, in any characters: `user list` and
+/// `user show` print such names escaped, never raw to the terminal.
+#[test]
+fn user_commands_show_hostile_names_escaped() {
+    let s = Setup::sms("");
+    let users = s.lab.dir.join("users.toml");
+    s.lab
+        .write_private(
+            &users,
+            "[users]\n\"evil\\u001B[2J\\nroot\" = \"+12015550177\"\n",
+        )
+        .unwrap();
+    s.rewrite_config(
+        &format!(
+            "[phones]\nfile = \"{}\"\ndirectory = \"{}\"\n",
+            users.display(),
+            s.lab.phones.display()
+        ),
+        |t| t,
+    );
+    let (ok, out, err) = s.cli(&["user", "list"]);
+    assert!(ok, "{err}");
+    assert!(!out.contains('\x1b'), "{out:?}");
+    assert!(out.contains("evil\\u{1b}[2J\\u{a}root"), "{out}");
+    let (_, out, _) = s.cli(&["user", "show", "evil\x1b[2J\nroot"]);
+    assert!(!out.contains('\x1b'), "{out:?}");
+    assert!(
+        out.starts_with("evil\\u{1b}[2J\\u{a}root: +1******0177"),
+        "{out}"
+    );
+}

@@ -1,7 +1,7 @@
 //! `twilio-2fa user set|show|remove|list`: numbers on file, managed by root.
 
 use crate::admin_args::{self, AdminArgs};
-use pam_twilio_2fa::conversation::terminal_safe;
+use pam_twilio_2fa::conversation::escape_for_display as shown;
 use pam_twilio_2fa::events::Record;
 use pam_twilio_2fa::number_policy::{check_new_number, check_number};
 use pam_twilio_2fa::phone::PhoneNumber;
@@ -28,6 +28,18 @@ fn user_name(a: &AdminArgs) -> Result<String, String> {
         .to_str()
         .map(String::from)
         .ok_or_else(|| "the user name is not valid UTF-8".into())
+}
+
+/// The account's own name (pw_name), which the module keys numbers by; a
+/// name the system no longer knows stays as typed, so a departed user's
+/// number can still be shown and removed.
+fn account_name(a: &AdminArgs) -> Result<String, String> {
+    let typed = user_name(a)?;
+    match SystemUsers.lookup(&typed) {
+        Ok(Some(account)) => Ok(account.name),
+        Ok(None) => Ok(typed),
+        Err(e) => Err(format!("{}: cannot look up the user: {e}", shown(&typed))),
+    }
 }
 
 fn directory(a: &AdminArgs) -> Result<PhoneDirectory, String> {
@@ -93,14 +105,14 @@ fn set(args: &[OsString]) -> Result<(), String> {
     // number stored under another capitalisation would never be read.
     let user = match SystemUsers.lookup(&typed) {
         Ok(Some(account)) => account.name,
-        Ok(None) => return Err(format!("{typed}: no such user on this system")),
-        Err(e) => return Err(format!("{typed}: cannot look up the user: {e}")),
+        Ok(None) => return Err(format!("{}: no such user on this system", shown(&typed))),
+        Err(e) => return Err(format!("{}: cannot look up the user: {e}", shown(&typed))),
     };
     let raw = a.positional[1].to_string_lossy();
     let use_lookup = !a.switches.iter().any(|s| s == "--no-lookup");
     let client = TwilioClient::new(&a.cfg);
     let n = check_new_number(&raw, &a.cfg, &client, use_lookup).map_err(|r| {
-        let mut m = format!("{raw}: {}", r.message());
+        let mut m = format!("{}: {}", shown(&raw), r.message());
         if let pam_twilio_2fa::number_policy::Rejection::LookupUnavailable(why) = &r {
             m.push_str(&format!(" ({why}; --no-lookup skips the carrier check)"));
         }
@@ -116,9 +128,10 @@ fn set(args: &[OsString]) -> Result<(), String> {
     );
     log_remembered_ended(&a, &user, dropped, "phone_set");
     println!(
-        "{user}: {} stored in {}",
+        "{}: {} stored in {}",
+        shown(&user),
         n.masked_e164(),
-        dir.path.join(&user).display()
+        shown(&dir.path.join(&user).display().to_string())
     );
     Ok(())
 }
@@ -130,20 +143,20 @@ fn show(args: &[OsString]) -> Result<(), String> {
         &["--full"],
         1,
     )?;
-    let user = user_name(&a)?;
+    let user = account_name(&a)?;
     let full = a.switches.iter().any(|s| s == "--full");
     match Sources::from_config(&a.cfg)
         .find(&user)
         .map_err(|e| e.to_string())?
     {
-        None => println!("{user}: no number on file"),
+        None => println!("{}: no number on file", shown(&user)),
         Some(f) => {
-            let shown = match check_number(&f.number, &a.cfg) {
+            let number = match check_number(&f.number, &a.cfg) {
                 Ok(n) if full => format!("{} ({})", n.e164(), n.national()),
                 Ok(n) => n.masked_e164(),
                 Err(r) => format!("{} [refused: {}]", mask_raw(&f.number, full), r.message()),
             };
-            println!("{user}: {shown} from the {} source", f.source);
+            println!("{}: {number} from the {} source", shown(&user), f.source);
         }
     }
     Ok(())
@@ -153,7 +166,7 @@ fn show(args: &[OsString]) -> Result<(), String> {
 fn mask_raw(raw: &str, full: bool) -> String {
     if full {
         // It came from a file or a program: it must not drive the terminal.
-        return terminal_safe(raw);
+        return shown(raw);
     }
     match PhoneNumber::parse(raw, "") {
         Ok(n) => n.masked_e164(),
@@ -163,7 +176,8 @@ fn mask_raw(raw: &str, full: bool) -> String {
 
 fn remove(args: &[OsString]) -> Result<(), String> {
     let a = admin_args::parse("user remove USER [--config PATH]", args, &[], 1)?;
-    let user = user_name(&a)?;
+    let user = account_name(&a)?;
+    let name = shown(&user);
     let sources = Sources::from_config(&a.cfg);
     let dir = directory(&a)?;
     let (removed, dropped) = under_user_lock(&a, &user, || dir.remove(&user))?;
@@ -173,10 +187,13 @@ fn remove(args: &[OsString]) -> Result<(), String> {
             Record::event("phone_removed").with("user", user.as_str()),
         );
         log_remembered_ended(&a, &user, dropped, "phone_removed");
-        println!("{user}: number removed from {}", dir.path.display());
+        println!(
+            "{name}: number removed from {}",
+            shown(&dir.path.display().to_string())
+        );
         if let Ok(Some(f)) = sources.find(&user) {
             println!(
-                "{user}: note: the {} source still has a number for this user",
+                "{name}: note: the {} source still has a number for this user",
                 f.source
             );
         }
@@ -184,10 +201,10 @@ fn remove(args: &[OsString]) -> Result<(), String> {
     }
     match sources.find(&user) {
         Ok(Some(f)) => Err(format!(
-            "{user}: the number comes from the read-only {} source; change it there",
+            "{name}: the number comes from the read-only {} source; change it there",
             f.source
         )),
-        _ => Err(format!("{user}: no number on file")),
+        _ => Err(format!("{name}: no number on file")),
     }
 }
 
@@ -207,7 +224,7 @@ fn list(args: &[OsString]) -> Result<(), String> {
         }
     }
     for (user, number, source) in rows {
-        println!("{user:<24} {number:<16} {source}");
+        println!("{:<24} {number:<16} {source}", shown(&user));
     }
     Ok(())
 }
