@@ -13,7 +13,6 @@ mod common;
 use common::*;
 use pam_twilio_2fa::lab::Lab;
 use pam_twilio_2fa::pam_client::*;
-use std::ffi::CString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -200,13 +199,13 @@ fn enter_namespace() {
         "not in a private mount namespace: refusing to bind-mount over /etc"
     );
     let dir = PathBuf::from(std::env::var(NSS_DIR).expect("NSS folder"));
-    bind(&dir.join("nsswitch.conf"), Path::new("/etc/nsswitch.conf"));
+    bind_mount(&dir.join("nsswitch.conf"), Path::new("/etc/nsswitch.conf"));
     if dir.join("group").exists() {
-        bind(&dir.join("group"), Path::new("/etc/group"));
+        bind_mount(&dir.join("group"), Path::new("/etc/group"));
     }
     // A running nscd would answer from the real databases.
     if Path::new("/var/run/nscd").is_dir() {
-        bind(&dir.join("empty"), Path::new("/var/run/nscd"));
+        bind_mount(&dir.join("empty"), Path::new("/var/run/nscd"));
     }
 }
 
@@ -214,28 +213,6 @@ fn enter_namespace() {
 fn mount_namespace() -> String {
     let link = std::fs::read_link("/proc/self/ns/mnt").expect("mount namespace link");
     link.to_string_lossy().into_owned()
-}
-
-fn bind(from: &Path, onto: &Path) {
-    let c = |p: &Path| CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
-    let (from_c, onto_c) = (c(from), c(onto));
-    let rc = unsafe {
-        libc::mount(
-            from_c.as_ptr(),
-            onto_c.as_ptr(),
-            std::ptr::null(),
-            libc::MS_BIND,
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(
-        rc,
-        0,
-        "bind {} onto {}: {}",
-        from.display(),
-        onto.display(),
-        std::io::Error::last_os_error()
-    );
 }
 
 /// The test's own name, for `inside`.

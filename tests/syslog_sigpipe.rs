@@ -44,40 +44,18 @@ fn child_login_with_test_syslog() {
     req.run();
 }
 
-fn bind(src: &Path, dst: &Path) {
-    let c = |p: &Path| CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
-    let (s, d) = (c(src), c(dst));
-    let rc = unsafe {
-        libc::mount(
-            s.as_ptr(),
-            d.as_ptr(),
-            std::ptr::null(),
-            libc::MS_BIND,
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(
-        rc,
-        0,
-        "bind {} on {}: {}",
-        src.display(),
-        dst.display(),
-        std::io::Error::last_os_error()
-    );
-}
-
 /// In the child's private mount namespace: /dev/log becomes `socket`. With no
 /// /dev/log to mount over, /dev becomes a tmpfs holding the few devices a
 /// login needs, bound from the real /dev, and the socket.
 fn use_as_dev_log(socket: &Path, scratch: &Path) {
     let dev_log = Path::new("/dev/log");
     if dev_log.symlink_metadata().is_ok() {
-        bind(socket, dev_log);
+        bind_mount(socket, dev_log);
         return;
     }
     let real = scratch.join("realdev");
     std::fs::create_dir(&real).unwrap();
-    bind(Path::new("/dev"), &real);
+    bind_mount(Path::new("/dev"), &real);
     let (tmpfs, dev, mode) = (
         CString::new("tmpfs").unwrap(),
         CString::new("/dev").unwrap(),
@@ -96,10 +74,10 @@ fn use_as_dev_log(socket: &Path, scratch: &Path) {
     for name in ["null", "zero", "random", "urandom"] {
         let path = Path::new("/dev").join(name);
         std::fs::File::create(&path).unwrap();
-        bind(&real.join(name), &path);
+        bind_mount(&real.join(name), &path);
     }
     std::fs::File::create(dev_log).unwrap();
-    bind(socket, dev_log);
+    bind_mount(socket, dev_log);
 }
 
 /// A stand-in syslog daemon on a stream socket: it closes the first

@@ -451,3 +451,27 @@ pub fn run_with_deadline(cmd: &mut std::process::Command, secs: u64) -> (bool, S
     }
     outcome(child.wait_with_output().unwrap())
 }
+
+/// Bind-mounts `from` onto `onto` (for tests that run in a private mount
+/// namespace of their own; see tests/reexec).
+pub fn bind_mount(from: &std::path::Path, onto: &std::path::Path) {
+    let c = |p: &std::path::Path| std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    let (from_c, onto_c) = (c(from), c(onto));
+    let rc = unsafe {
+        libc::mount(
+            from_c.as_ptr(),
+            onto_c.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "bind {} onto {}: {}",
+        from.display(),
+        onto.display(),
+        std::io::Error::last_os_error()
+    );
+}
