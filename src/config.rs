@@ -297,6 +297,8 @@ impl Config {
 
     /// Parses configuration text; file paths inside it (auth_token_file) are read.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        // Inline secrets go straight into a `Secret` (the parser borrows
+        // plain strings from `text`, which `load` wipes): tests/memory.rs.
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError(toml_error(text, &e)))?;
         raw.validate()
     }
