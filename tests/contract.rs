@@ -3,7 +3,8 @@
 //! spec is answered by Prism (422/401) and never reaches the simulator; an
 //! answer of the simulator's that breaks the spec is reported as a violation.
 //!
-//! Prism is installed by `.ci/setup` (npm, @stoplight/prism-cli 5.14.2).
+//! Prism is installed by `.ci/setup` (npm, @stoplight/prism-cli 5.14.2); the
+//! specs are vendored in `tests/twilio-oai/`.
 
 mod common;
 
@@ -30,10 +31,12 @@ fn prism_bin() -> PathBuf {
     p
 }
 
+/// Twilio's specs are vendored in tests/twilio-oai/ (see its README for the
+/// version); TWILIO_OAI=DIR tests against another copy.
 fn spec(name: &str) -> PathBuf {
     let dir = std::env::var_os("TWILIO_OAI")
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("../shared/twilio-oai"));
+        .unwrap_or_else(|| repo().join("tests/twilio-oai"));
     let p = dir.join(name);
     assert!(p.exists(), "Twilio's spec not found at {}", p.display());
     p
@@ -181,7 +184,7 @@ fn prism_rejects_a_request_that_breaks_the_spec() {
 fn carrier_lookup_conforms_to_twilios_lookups_spec() {
     let s = Setup::sms("allow_register = true\n");
     // Without --errors: Twilio's own Lookups schema marks fields non-nullable
-    // that its examples return as null (see shared/twilio-oai/README.md).
+    // that its examples return as null (see tests/twilio-oai/README.md).
     let prism = Prism::start_with(
         &spec("twilio_lookups_v2.json"),
         false,
