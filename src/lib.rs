@@ -4,6 +4,7 @@
 //! (`conversation`, `verify`, `phone`, `events`, `clock`, `users`); the PAM
 //! entry points (`pam_entry`) are a thin shell that only translates.
 
+pub mod ca_store;
 pub mod clock;
 pub mod config;
 pub mod conversation;
@@ -20,6 +21,7 @@ mod pam_ffi;
 pub mod phone;
 pub mod phone_book;
 pub mod phone_command;
+pub mod pki;
 mod resolver;
 pub mod secure_file;
 pub mod session;
