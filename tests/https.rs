@@ -284,7 +284,7 @@ fn simulator_tls_serves_the_loopback_names() {
     )
     .unwrap();
     assert!(sim.url().starts_with("https://127.0.0.1:"));
-    let roots = pam_twilio_2fa::ca_store::parse_pem(ca.cert_pem.as_bytes()).unwrap();
+    let roots = pam_twilio_2fa::ca_store::parse_pem(&ca.cert_pem).unwrap();
     let certs = roots
         .iter()
         .map(|d| ureq::tls::Certificate::from_der(d.as_ref()).to_owned())

@@ -184,6 +184,9 @@ fn server_tls(leaf: &crate::pki::Leaf) -> std::io::Result<Arc<rustls::ServerConf
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .map_err(|e| bad(&e.to_string()))?;
+    // No session tickets: every login is a fresh process that cannot resume.
+    let mut config = config;
+    config.send_tls13_tickets = 0;
     Ok(Arc::new(config))
 }
 
@@ -455,6 +458,10 @@ fn accept(mut stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>, shared:
         Some(config) => {
             // The handshake runs on first read; a client that refuses the
             // certificate ends it there, before any request.
+            // The handshake's last flight and the answer are small writes:
+            // with Nagle on, the answer would wait for the client's delayed
+            // ACK (~40 ms).
+            let _ = stream.set_nodelay(true);
             let Ok(conn) = rustls::ServerConnection::new(config) else {
                 return;
             };
