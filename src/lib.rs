@@ -11,6 +11,7 @@ pub mod conversation;
 pub mod event_log;
 pub mod events;
 pub mod flow;
+mod https;
 pub mod lab;
 pub mod method;
 pub mod net;

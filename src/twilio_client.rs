@@ -10,7 +10,7 @@ use base64::Engine;
 use serde::Deserialize;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
+use ureq::unversioned::transport::{ConnectProxyConnector, Connector, TcpConnector};
 
 /// Bodies larger than this are not Twilio answers.
 const MAX_BODY: u64 = 64 * 1024;
@@ -40,25 +40,20 @@ pub fn user_agent() -> String {
 /// An agent with no CA roots: for plain HTTP to the simulator on loopback
 /// (every https:// URL fails).
 pub fn agent(timeout_secs: u64) -> ureq::Agent {
-    agent_with(timeout_secs, None, Vec::new())
+    agent_with(timeout_secs, None, None)
 }
 
 /// One agent setup for every Twilio API: bounded time, no redirects (they
 /// would carry our credentials elsewhere), a proxy only from the config,
 /// never from the environment (under sudo that is the user's to set), and
-/// exactly the `roots` given for HTTPS (none: every https:// URL fails).
+/// for HTTPS exactly the roots of `bundle` (none: every https:// URL fails).
 pub fn agent_with(
     timeout_secs: u64,
     proxy: Option<&str>,
-    roots: Vec<Certificate<'static>>,
+    bundle: Option<Arc<ca_store::Bundle>>,
 ) -> ureq::Agent {
     // The config check allows only http:// proxies, which ureq accepts.
     let proxy = proxy.and_then(|p| ureq::Proxy::new(p).ok());
-    let tls = TlsConfig::builder()
-        .provider(TlsProvider::Rustls)
-        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .root_certs(RootCerts::Specific(Arc::new(roots)))
-        .build();
     let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .proxy(proxy)
@@ -68,26 +63,15 @@ pub fn agent_with(
         .input_buffer_size(IO_BUFFER)
         .output_buffer_size(IO_BUFFER)
         .max_response_header_size(MAX_ANSWER_HEAD)
-        .tls_config(tls)
         .build();
-    ureq::Agent::with_parts(
-        config,
-        ureq::unversioned::transport::DefaultConnector::new(),
-        crate::resolver::LoginResolver::default(),
-    )
-}
-
-/// The roots of `source` as ureq takes them.
-pub fn load_roots(
-    source: &ca_store::Source,
-) -> Result<(String, Vec<Certificate<'static>>), String> {
-    let roots = ca_store::load(source)?;
-    let certs = roots
-        .certs
-        .iter()
-        .map(|der| Certificate::from_der(der.as_ref()).to_owned())
-        .collect();
-    Ok((roots.path.display().to_string(), certs))
+    // ureq's default chain, with our TLS step (crate::https) in place of its.
+    let connector =
+        ().chain(ConnectProxyConnector::default())
+            .chain(TcpConnector::default())
+            .chain(crate::https::TlsConnector::new(
+                bundle.map(crate::https::client_config),
+            ));
+    ureq::Agent::with_parts(config, connector, crate::resolver::LoginResolver::default())
 }
 
 pub fn basic_auth(user: &str, secret: &str) -> String {
@@ -124,14 +108,14 @@ impl TwilioClient {
     fn agent(&self) -> Result<&ureq::Agent, ApiError> {
         let made = self.agent.get_or_init(|| {
             let tls = self.base.starts_with("https://") || self.lookup_base.starts_with("https://");
-            let roots = if tls {
-                load_roots(&self.trust)
-                    .map_err(|e| format!("cannot load the CA roots for HTTPS: {e}"))?
-                    .1
+            let bundle = if tls {
+                let b = ca_store::load(&self.trust)
+                    .map_err(|e| format!("cannot load the CA roots for HTTPS: {e}"))?;
+                Some(Arc::new(b))
             } else {
-                Vec::new()
+                None
             };
-            Ok(agent_with(self.timeout_secs, self.proxy.as_deref(), roots))
+            Ok(agent_with(self.timeout_secs, self.proxy.as_deref(), bundle))
         });
         made.as_ref().map_err(|e| ApiError::Unavailable(e.clone()))
     }
@@ -339,11 +323,10 @@ fn describe(e: &ureq::Error) -> String {
 }
 
 /// The rustls error inside a ureq error, in words an admin can act on.
-/// (rustls hands its errors to ureq inside an io::Error.)
+/// (crate::https hands rustls errors to ureq inside an io::Error.)
 pub fn tls_failure(e: &ureq::Error) -> Option<String> {
     use rustls::{CertificateError as C, Error as T};
     let tls: &T = match e {
-        ureq::Error::Rustls(t) => t,
         ureq::Error::Io(io) => io.get_ref()?.downcast_ref::<T>()?,
         ureq::Error::Tls(why) => return Some(format!("handshake failed ({why})")),
         _ => return None,

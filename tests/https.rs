@@ -284,12 +284,8 @@ fn simulator_tls_serves_the_loopback_names() {
     )
     .unwrap();
     assert!(sim.url().starts_with("https://127.0.0.1:"));
-    let roots = pam_twilio_2fa::ca_store::parse_pem(&ca.cert_pem).unwrap();
-    let certs = roots
-        .iter()
-        .map(|d| ureq::tls::Certificate::from_der(d.as_ref()).to_owned())
-        .collect();
-    let agent = pam_twilio_2fa::twilio_client::agent_with(5, None, certs);
+    let bundle = pam_twilio_2fa::ca_store::Bundle::from_pem("ca".into(), ca.cert_pem.clone());
+    let agent = pam_twilio_2fa::twilio_client::agent_with(5, None, Some(bundle.unwrap().into()));
     for url in [sim.url(), sim.url_for("localhost")] {
         let r = agent
             .get(&format!("{url}/_simulator/stats"))
