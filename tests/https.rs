@@ -294,3 +294,33 @@ fn simulator_tls_serves_the_loopback_names() {
         assert_eq!(r.status(), 200, "{url}");
     }
 }
+
+/// `twilio-2fa check-config` names the roots HTTPS would trust, and refuses
+/// a ca_file a login would refuse.
+#[test]
+fn check_config_reports_the_ca_roots() {
+    let ca = Ca::new("t2fa test check-config CA").unwrap();
+    let s = https_setup(ca.leaf(&["localhost"]).unwrap(), "");
+    let ca_file = write_ca_file(&s, &ca.cert_pem);
+    let config = s.lab.config.display().to_string();
+    let extra = format!(
+        "allowed_methods = [\"sms\"]\nca_file = \"{}\"\n",
+        ca_file.display()
+    );
+    s.rewrite_config(&extra, |t| t);
+    let (ok, out, err) = twilio_2fa(&["check-config", &config]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains(&format!("CA roots for HTTPS: {}", ca_file.display())),
+        "{out}"
+    );
+
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&ca_file, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let (ok, out, err) = twilio_2fa(&["check-config", &config]);
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("cannot load the CA roots for HTTPS: ca_file"),
+        "{err}"
+    );
+}

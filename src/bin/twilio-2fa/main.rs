@@ -88,10 +88,26 @@ fn check_config(args: &[String]) -> Result<(), String> {
             .as_deref()
             .and_then(pam_twilio_2fa::event_log::problem),
     );
+    // The CA roots HTTPS would trust (ca_file, else the system bundle).
+    let mut roots = None;
+    if cfg.verify_url.starts_with("https://") || cfg.lookup_url.starts_with("https://") {
+        use pam_twilio_2fa::ca_store::{load, Source};
+        let source = match &cfg.ca_file {
+            Some(p) => Source::File(p.clone()),
+            None => Source::System,
+        };
+        match load(&source) {
+            Ok(bundle) => roots = Some(bundle.path),
+            Err(e) => problems.push(format!("cannot load the CA roots for HTTPS: {e}")),
+        }
+    }
     if !problems.is_empty() {
         return Err(format!("{}: {}", path.display(), problems.join("\n")));
     }
     println!("{}: OK\n{}", path.display(), cfg.summary());
+    if let Some(roots) = roots {
+        println!("CA roots for HTTPS: {}", roots.display());
+    }
     group_warnings(&cfg);
     Ok(())
 }
