@@ -27,6 +27,8 @@ pub struct Config {
     pub credentials: Credentials,
     /// A proxy for HTTPS to Twilio, only from here (never from the environment).
     pub http_proxy: Option<String>,
+    /// `ca_file`: the only roots HTTPS trusts, instead of the system store.
+    pub ca_file: Option<PathBuf>,
     pub only_groups: Vec<String>,
     pub exempt_groups: Vec<String>,
     pub trusted_networks: Vec<crate::net::Cidr>,
@@ -147,6 +149,7 @@ struct RawConfig {
     api_key_secret: Option<Secret>,
     api_key_secret_file: Option<PathBuf>,
     http_proxy: Option<String>,
+    ca_file: Option<PathBuf>,
     #[serde(default)]
     only_groups: Vec<String>,
     #[serde(default)]
@@ -434,6 +437,9 @@ impl RawConfig {
         if self.remember > 30 * 86400 {
             return err("remember: must be between 0 and 2592000 seconds (30 days)".into());
         }
+        if self.ca_file.as_ref().is_some_and(|p| !p.is_absolute()) {
+            return err("ca_file: must be an absolute path".into());
+        }
         if let Some(p) = &self.event_log {
             if !p.is_absolute() {
                 return err("event_log: must be an absolute path".into());
@@ -538,6 +544,7 @@ impl RawConfig {
             account_sid: self.account_sid.clone(),
             credentials,
             http_proxy: self.http_proxy.clone(),
+            ca_file: self.ca_file.clone(),
             only_groups: self.only_groups.clone(),
             exempt_groups: self.exempt_groups.clone(),
             trusted_networks,

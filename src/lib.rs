@@ -4,12 +4,14 @@
 //! (`conversation`, `verify`, `phone`, `events`, `clock`, `users`); the PAM
 //! entry points (`pam_entry`) are a thin shell that only translates.
 
+pub mod ca_store;
 pub mod clock;
 pub mod config;
 pub mod conversation;
 pub mod event_log;
 pub mod events;
 pub mod flow;
+mod https;
 pub mod lab;
 pub mod method;
 pub mod net;
@@ -20,6 +22,7 @@ mod pam_ffi;
 pub mod phone;
 pub mod phone_book;
 pub mod phone_command;
+pub mod pki;
 mod resolver;
 pub mod secure_file;
 pub mod session;

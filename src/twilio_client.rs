@@ -1,13 +1,16 @@
 //! The Verify API over HTTPS (ureq), as Twilio documents it: form-encoded
 //! requests, HTTP Basic auth, JSON answers with Twilio's error codes.
 
+use crate::ca_store;
 use crate::config::{wipe, Config, Secret};
 use crate::method::Method;
 use crate::number_policy::{LineInfo, LineTypeLookup};
 use crate::verify::{ApiError, CheckResult, Verification, VerifyApi};
 use base64::Engine;
 use serde::Deserialize;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+use ureq::unversioned::transport::{ConnectProxyConnector, Connector, TcpConnector};
 
 /// Bodies larger than this are not Twilio answers.
 const MAX_BODY: u64 = 64 * 1024;
@@ -19,7 +22,11 @@ const IO_BUFFER: usize = 16 * 1024;
 const MAX_ANSWER_HEAD: usize = 8 * 1024;
 
 pub struct TwilioClient {
-    agent: ureq::Agent,
+    /// Made on the first request: the CA store is read only by a login
+    /// that talks HTTPS (the simulator on loopback HTTP never pays for it).
+    agent: OnceLock<Result<ureq::Agent, String>>,
+    proxy: Option<String>,
+    trust: ca_store::Source,
     base: String,
     lookup_base: String,
     auth_header: Secret,
@@ -30,14 +37,21 @@ pub fn user_agent() -> String {
     format!("pam-twilio-2fa/{}", env!("CARGO_PKG_VERSION"))
 }
 
-/// One agent setup for every Twilio API: bounded time, no redirects (they
-/// would carry our credentials elsewhere), and a proxy only from the config,
-/// never from the environment (under sudo that is the user's to set).
+/// An agent with no CA roots: for plain HTTP to the simulator on loopback
+/// (every https:// URL fails).
 pub fn agent(timeout_secs: u64) -> ureq::Agent {
-    agent_with_proxy(timeout_secs, None)
+    agent_with(timeout_secs, None, None)
 }
 
-pub fn agent_with_proxy(timeout_secs: u64, proxy: Option<&str>) -> ureq::Agent {
+/// One agent setup for every Twilio API: bounded time, no redirects (they
+/// would carry our credentials elsewhere), a proxy only from the config,
+/// never from the environment (under sudo that is the user's to set), and
+/// for HTTPS exactly the roots of `bundle` (none: every https:// URL fails).
+pub fn agent_with(
+    timeout_secs: u64,
+    proxy: Option<&str>,
+    bundle: Option<Arc<ca_store::Bundle>>,
+) -> ureq::Agent {
     // The config check allows only http:// proxies, which ureq accepts.
     let proxy = proxy.and_then(|p| ureq::Proxy::new(p).ok());
     let config = ureq::Agent::config_builder()
@@ -50,11 +64,14 @@ pub fn agent_with_proxy(timeout_secs: u64, proxy: Option<&str>) -> ureq::Agent {
         .output_buffer_size(IO_BUFFER)
         .max_response_header_size(MAX_ANSWER_HEAD)
         .build();
-    ureq::Agent::with_parts(
-        config,
-        ureq::unversioned::transport::DefaultConnector::new(),
-        crate::resolver::LoginResolver::default(),
-    )
+    // ureq's default chain, with our TLS step (crate::https) in place of its.
+    let connector =
+        ().chain(ConnectProxyConnector::default())
+            .chain(TcpConnector::default())
+            .chain(crate::https::TlsConnector::new(
+                bundle.map(crate::https::client_config),
+            ));
+    ureq::Agent::with_parts(config, connector, crate::resolver::LoginResolver::default())
 }
 
 pub fn basic_auth(user: &str, secret: &str) -> String {
@@ -70,7 +87,12 @@ pub fn basic_auth(user: &str, secret: &str) -> String {
 impl TwilioClient {
     pub fn new(cfg: &Config) -> TwilioClient {
         TwilioClient {
-            agent: agent_with_proxy(cfg.http_timeout, cfg.http_proxy.as_deref()),
+            agent: OnceLock::new(),
+            proxy: cfg.http_proxy.clone(),
+            trust: match &cfg.ca_file {
+                Some(path) => ca_store::Source::File(path.clone()),
+                None => ca_store::Source::System,
+            },
             base: format!("{}/v2/Services/{}", cfg.verify_url, cfg.service_sid),
             lookup_base: format!("{}/v2/PhoneNumbers", cfg.lookup_url),
             auth_header: Secret::new(basic_auth(
@@ -81,15 +103,34 @@ impl TwilioClient {
         }
     }
 
+    /// The agent, made on first use; with the CA roots only if some URL is
+    /// https:// (a store that cannot be read fails every request).
+    fn agent(&self) -> Result<&ureq::Agent, ApiError> {
+        let made = self.agent.get_or_init(|| {
+            let tls = self.base.starts_with("https://") || self.lookup_base.starts_with("https://");
+            let bundle = if tls {
+                let b = ca_store::load(&self.trust)
+                    .map_err(|e| format!("cannot load the CA roots for HTTPS: {e}"))?;
+                Some(Arc::new(b))
+            } else {
+                None
+            };
+            Ok(agent_with(self.timeout_secs, self.proxy.as_deref(), bundle))
+        });
+        made.as_ref().map_err(|e| ApiError::Unavailable(e.clone()))
+    }
+
     /// Makes a request; a 429 with error 20429 is tried once more, after
     /// `Retry-After` if that fits inside `http_timeout` (else not at all).
     fn call(
         &self,
-        make: &dyn Fn() -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+        url: &str,
+        make: &dyn Fn(&ureq::Agent) -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> Result<serde_json::Value, ApiError> {
+        let agent = self.agent()?;
         // DNS over TCP (glibc's writev) could raise SIGPIPE in the host.
         let _sigpipe = crate::sigpipe::Blocked::new();
-        let (result, retry_after) = self.answer(make());
+        let (result, retry_after) = self.answer(url, make(agent));
         let rate_limited = matches!(
             &result,
             Err(ApiError::Twilio { code, .. }) if *code == crate::verify::codes::TOO_MANY_REQUESTS
@@ -102,7 +143,7 @@ impl TwilioClient {
             return result;
         }
         std::thread::sleep(Duration::from_secs(wait));
-        self.answer(make()).0
+        self.answer(url, make(agent)).0
     }
 
     fn post(&self, path: &str, form: &[(&str, &str)]) -> Result<serde_json::Value, ApiError> {
@@ -110,8 +151,8 @@ impl TwilioClient {
         // Encoded here rather than by ureq so that the body, which carries
         // the code on a check, is wiped when the request is done.
         let body = Secret::new(form_body(form));
-        self.call(&|| {
-            self.agent
+        self.call(&url, &|agent| {
+            agent
                 .post(&url)
                 .header("Authorization", self.auth_header.expose())
                 .header("Accept", "application/json")
@@ -121,8 +162,8 @@ impl TwilioClient {
     }
 
     fn get(&self, url: &str) -> Result<serde_json::Value, ApiError> {
-        self.call(&|| {
-            self.agent
+        self.call(url, &|agent| {
+            agent
                 .get(url)
                 .header("Authorization", self.auth_header.expose())
                 .header("Accept", "application/json")
@@ -132,11 +173,12 @@ impl TwilioClient {
 
     fn answer(
         &self,
+        url: &str,
         result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> (Result<serde_json::Value, ApiError>, Option<u64>) {
         let mut resp = match result {
             Ok(r) => r,
-            Err(e) => return (Err(ApiError::Unavailable(describe(&e))), None),
+            Err(e) => return (Err(ApiError::Unavailable(self.describe(url, &e))), None),
         };
         let status = resp.status().as_u16();
         let retry_after = resp
@@ -153,7 +195,7 @@ impl TwilioClient {
             Ok(body) => interpret(status, &body),
             Err(e) => Err(ApiError::Unavailable(format!(
                 "HTTP {status}, body unreadable: {}",
-                describe(&e)
+                self.describe(url, &e)
             ))),
         };
         (result, retry_after)
@@ -254,12 +296,67 @@ pub fn redact_numbers(s: &str) -> String {
     out
 }
 
+impl TwilioClient {
+    /// A failed request in one phrase; a TLS failure names the host and
+    /// the reason, so a broken proxy or CA store is told from an outage.
+    fn describe(&self, url: &str, e: &ureq::Error) -> String {
+        match tls_failure(e) {
+            Some(why) => {
+                let host = host_of(url);
+                let store = match &self.trust {
+                    ca_store::Source::System => "the system CA store".to_string(),
+                    ca_store::Source::File(p) => format!("ca_file {}", p.display()),
+                };
+                format!("TLS to {host} failed: {why}; check {store}, the clock, and any proxy on the way")
+            }
+            None => describe(e),
+        }
+    }
+}
+
 fn describe(e: &ureq::Error) -> String {
     match e {
         ureq::Error::Timeout(t) => format!("timed out ({t})"),
         ureq::Error::Io(io) => format!("network error: {io}"),
         other => other.to_string(),
     }
+}
+
+/// The rustls error inside a ureq error, in words an admin can act on.
+/// (crate::https hands rustls errors to ureq inside an io::Error.)
+pub fn tls_failure(e: &ureq::Error) -> Option<String> {
+    use rustls::{CertificateError as C, Error as T};
+    let tls: &T = match e {
+        ureq::Error::Io(io) => io.get_ref()?.downcast_ref::<T>()?,
+        ureq::Error::Tls(why) => return Some(format!("handshake failed ({why})")),
+        _ => return None,
+    };
+    Some(match tls {
+        T::InvalidCertificate(c) => match c {
+            C::UnknownIssuer => "certificate signed by an unknown CA (UnknownIssuer)".into(),
+            C::NotValidForName | C::NotValidForNameContext { .. } => {
+                "certificate is for another host name (NotValidForName)".into()
+            }
+            C::Expired | C::ExpiredContext { .. } => "certificate has expired (Expired)".into(),
+            C::NotValidYet | C::NotValidYetContext { .. } => {
+                "certificate is not valid yet (NotValidYet)".into()
+            }
+            other => format!("certificate refused ({other:?})"),
+        },
+        T::InvalidMessage(m) => {
+            format!("the server does not speak TLS there (plain HTTP on an HTTPS port?) ({m:?})")
+        }
+        T::AlertReceived(a) => format!("the server ended the handshake ({a:?})"),
+        other => format!("handshake failed ({other})"),
+    })
+}
+
+/// The host of an http(s) URL, for messages.
+fn host_of(url: &str) -> String {
+    url.parse::<ureq::http::Uri>()
+        .ok()
+        .and_then(|u| u.host().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
 }
 
 fn is_verification_sid(s: &str) -> bool {

@@ -169,11 +169,34 @@ fn ssh(
 }
 
 fn setup_for(user: &TestUser, tag: &str) -> Setup {
+    setup_with(user, tag, None)
+}
+
+/// `setup_for` with the simulator on HTTPS, reached as "localhost", its
+/// throwaway CA trusted through `ca_file` (the system store stays as it is).
+fn https_setup_for(user: &TestUser, tag: &str) -> Setup {
+    let ca = pam_twilio_2fa::pki::Ca::new("t2fa sshd test CA").unwrap();
+    let leaf = ca.leaf(&["localhost", "127.0.0.1", "::1"]).unwrap();
+    let s = setup_with(user, tag, Some(leaf));
+    let ca_file = s.lab.dir.join("ca.pem");
+    std::fs::write(&ca_file, &ca.cert_pem).unwrap();
+    let extra = format!(
+        "allowed_methods = [\"sms\"]\nca_file = \"{}\"\n",
+        ca_file.display()
+    );
+    let (ip_url, name_url) = (s.sim.url(), s.sim.url_for("localhost"));
+    assert!(name_url.starts_with("https://localhost:"));
+    s.rewrite_config(&extra, |t| t.replace(&ip_url, &name_url));
+    s
+}
+
+fn setup_with(user: &TestUser, tag: &str, tls: Option<pam_twilio_2fa::pki::Leaf>) -> Setup {
     let outbox = std::env::temp_dir().join(format!("t2fa-outbox-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_file(&outbox);
     let s = Setup::with_simulator(
         SimConfig {
             outbox: Some(outbox),
+            tls,
             ..SimConfig::default()
         },
         "allowed_methods = [\"sms\"]\n",
@@ -184,10 +207,11 @@ fn setup_for(user: &TestUser, tag: &str) -> Setup {
 
 const PASSWORD_THEN_CODE: &str = "auth requisite pam_unix.so\nauth required MODULE";
 
+/// Over HTTPS to the simulator, as every real login talks to Twilio.
 #[test]
 fn password_then_code_over_ssh() {
     let user = TestUser::new("s");
-    let s = setup_for(&user, "pw");
+    let s = https_setup_for(&user, "pw");
     let sshd = start_sshd(&s, "pw", "keyboard-interactive", PASSWORD_THEN_CODE);
 
     let (ok, out, prompts) = ssh(&s, &sshd, &user, Mode::Right, None);
@@ -211,6 +235,7 @@ fn password_then_code_over_ssh() {
         s.log()
     );
     assert!(s.log().contains("rhost=127.0.0.1"), "{}", s.log());
+    assert_eq!(s.checks().len(), 1, "the code was checked over HTTPS");
 }
 
 #[test]

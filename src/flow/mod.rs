@@ -1299,11 +1299,15 @@ impl<'a, 'b> Flow<'a, 'b> {
     /// can stop it past `http_timeout`, or lower its limits, at will.
     fn unreachable(&mut self, action: &str, why: &str) -> Outcome {
         let url = &self.cfg.verify_url;
+        // A TLS failure's text already says what to check.
+        let hint = if why.starts_with("TLS to ") {
+            String::new()
+        } else {
+            format!("; check the network path to {url}")
+        };
         match self.login.interfering_caller() {
             None => {
-                self.admin_error(format!(
-                    "cannot {action} a code: {why}; check the network path to {url}"
-                ));
+                self.admin_error(format!("cannot {action} a code: {why}{hint}"));
                 Outcome::AuthInfoUnavail
             }
             Some(uid) => {

@@ -1,5 +1,5 @@
 //! The built-in Twilio Verify simulator: Verify v2 and Lookups v2 over plain
-//! HTTP on loopback, with Twilio's documented semantics (see `state`), HTTP
+//! HTTP or HTTPS (`SimConfig::tls`) on loopback, with Twilio's documented semantics (see `state`), HTTP
 //! Basic auth, form-encoded requests, and faults that tests can inject.
 //!
 //! Twilio cannot be reached from a test machine; this is the one stand-in.
@@ -36,6 +36,8 @@ pub struct SimConfig {
     pub print: bool,
     /// An API key (SID, secret) accepted besides the account's auth token.
     pub api_key: Option<(String, String)>,
+    /// Serve HTTPS with this certificate (chain) and key instead of HTTP.
+    pub tls: Option<crate::pki::Leaf>,
 }
 
 impl Default for SimConfig {
@@ -47,6 +49,7 @@ impl Default for SimConfig {
             outbox: None,
             print: false,
             api_key: None,
+            tls: None,
         }
     }
 }
@@ -164,9 +167,33 @@ pub struct Simulator {
     stop: Arc<AtomicBool>,
 }
 
+/// The server side of the simulator's HTTPS.
+fn server_tls(leaf: &crate::pki::Leaf) -> std::io::Result<Arc<rustls::ServerConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |what: &str| std::io::Error::other(format!("simulator TLS: {what}"));
+    let chain = CertificateDer::pem_slice_iter(leaf.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| bad("the certificate is not PEM"))?;
+    let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes())
+        .map_err(|_| bad("the key is not a PEM private key"))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(&e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| bad(&e.to_string()))?;
+    // No session tickets: every login is a fresh process that cannot resume.
+    let mut config = config;
+    config.send_tls13_tickets = 0;
+    Ok(Arc::new(config))
+}
+
 impl Simulator {
     /// Binds `listen` (e.g. "127.0.0.1:0") and serves in background threads.
     pub fn start(listen: &str, cfg: SimConfig) -> std::io::Result<Simulator> {
+        let tls = cfg.tls.as_ref().map(server_tls).transpose()?;
         let listener = TcpListener::bind(listen)?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
@@ -190,8 +217,8 @@ impl Simulator {
                     break;
                 }
                 if let Ok(stream) = conn {
-                    let s3 = s2.clone();
-                    std::thread::spawn(move || serve(stream, &s3));
+                    let (s3, tls) = (s2.clone(), tls.clone());
+                    std::thread::spawn(move || accept(stream, tls, &s3));
                 }
             }
         });
@@ -204,7 +231,23 @@ impl Simulator {
 
     /// The base URL to put in `verify_url` / `lookup_url`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.url_for(&self.addr.ip().to_string())
+    }
+
+    /// The base URL by another name for the listen address (e.g.
+    /// "localhost", which the `--tls` certificate names).
+    pub fn url_for(&self, host: &str) -> String {
+        let scheme = if self.shared.cfg.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.to_string()
+        };
+        format!("{scheme}://{host}:{}", self.addr.port())
     }
 
     pub fn config(&self) -> &SimConfig {
@@ -277,7 +320,7 @@ impl Request {
     }
 }
 
-fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
+fn read_request<S: Read>(reader: &mut BufReader<S>) -> Option<Request> {
     let mut head = Vec::new();
     let mut line = String::new();
     loop {
@@ -365,12 +408,12 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// Answers and closes the connection (faults, errors).
-fn respond(stream: &mut TcpStream, status: u16, content_type: &str, extra: &str, body: &str) {
+fn respond(stream: &mut dyn Write, status: u16, content_type: &str, extra: &str, body: &str) {
     write_response(stream, status, content_type, extra, body, false);
 }
 
 fn write_response(
-    stream: &mut TcpStream,
+    stream: &mut dyn Write,
     status: u16,
     content_type: &str,
     extra: &str,
@@ -398,7 +441,7 @@ fn write_response(
     let _ = stream.flush();
 }
 
-fn respond_json(stream: &mut TcpStream, a: &Answer) {
+fn respond_json(stream: &mut dyn Write, a: &Answer) {
     respond(
         stream,
         a.status,
@@ -408,18 +451,43 @@ fn respond_json(stream: &mut TcpStream, a: &Answer) {
     );
 }
 
+/// Starts serving one connection, in TLS if the simulator speaks HTTPS.
+fn accept(mut stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>, shared: &Shared) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    match tls {
+        Some(config) => {
+            // The handshake runs on first read; a client that refuses the
+            // certificate ends it there, before any request.
+            // The handshake's last flight and the answer are small writes:
+            // with Nagle on, the answer would wait for the client's delayed
+            // ACK (~40 ms).
+            let _ = stream.set_nodelay(true);
+            let Ok(conn) = rustls::ServerConnection::new(config) else {
+                return;
+            };
+            serve(rustls::StreamOwned::new(conn, stream), shared)
+        }
+        None => {
+            // A TLS ClientHello on the plain port: answer as a plain HTTP
+            // server would (400), instead of waiting for a request line.
+            let mut first = [0u8; 1];
+            if matches!(stream.peek(&mut first), Ok(1) if first[0] == 0x16) {
+                respond(&mut stream, 400, "text/plain", "", "plain HTTP here");
+                return;
+            }
+            serve(stream, shared)
+        }
+    }
+}
+
 /// Serves one connection: HTTP/1.1 keep-alive, as Twilio does, so a client
 /// can send and check over one connection.
-fn serve(mut stream: TcpStream, shared: &Shared) {
+fn serve<S: Read + Write>(stream: S, shared: &Shared) {
     let mut counted = false;
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-    let Ok(clone) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(clone);
+    let mut reader = BufReader::new(stream);
     while let Some(req) = read_request(&mut reader) {
         let started = Instant::now();
-        let keep = answer(&mut stream, &req, shared);
+        let keep = answer(reader.get_mut(), &req, shared);
         if !req.path.starts_with("/_simulator/") {
             // Connections that carry API requests, not the control ones.
             if !counted {
@@ -437,7 +505,7 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
 }
 
 /// Answers one request; false when the connection must close after it.
-fn answer(stream: &mut TcpStream, req: &Request, shared: &Shared) -> bool {
+fn answer(stream: &mut dyn Write, req: &Request, shared: &Shared) -> bool {
     let client_keeps = !req
         .header("connection")
         .is_some_and(|c| c.eq_ignore_ascii_case("close"));

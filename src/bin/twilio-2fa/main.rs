@@ -15,7 +15,9 @@ const USAGE: &str = "usage:
   twilio-2fa check-config [PATH]     check the configuration (default /etc/twilio-2fa/config.toml)
   twilio-2fa simulator --listen ADDR:PORT [--outbox FILE] [--account-sid SID]
                        [--auth-token TOKEN] [--service-sid SID]
-                                     run the built-in Twilio Verify simulator (loopback only)
+                       [--tls | --tls-cert FILE --tls-key FILE]
+                                     run the built-in Twilio Verify simulator (loopback only);
+                                     --tls: HTTPS with a throwaway CA whose path it prints
   twilio-2fa status USER [--config PATH]   attempts used, lockout, last send, remembered hosts
   twilio-2fa unlock USER [--config PATH]   clear attempts and lockout (also replaces a damaged state file)
   twilio-2fa forget USER [--config PATH]   drop remembered hosts
@@ -86,10 +88,26 @@ fn check_config(args: &[String]) -> Result<(), String> {
             .as_deref()
             .and_then(pam_twilio_2fa::event_log::problem),
     );
+    // The CA roots HTTPS would trust (ca_file, else the system bundle).
+    let mut roots = None;
+    if cfg.verify_url.starts_with("https://") || cfg.lookup_url.starts_with("https://") {
+        use pam_twilio_2fa::ca_store::{load, Source};
+        let source = match &cfg.ca_file {
+            Some(p) => Source::File(p.clone()),
+            None => Source::System,
+        };
+        match load(&source) {
+            Ok(bundle) => roots = Some(bundle.path),
+            Err(e) => problems.push(format!("cannot load the CA roots for HTTPS: {e}")),
+        }
+    }
     if !problems.is_empty() {
         return Err(format!("{}: {}", path.display(), problems.join("\n")));
     }
     println!("{}: OK\n{}", path.display(), cfg.summary());
+    if let Some(roots) = roots {
+        println!("CA roots for HTTPS: {}", roots.display());
+    }
     group_warnings(&cfg);
     Ok(())
 }
@@ -134,14 +152,19 @@ pub fn flags(
 }
 
 fn simulator(args: &[String]) -> Result<(), String> {
+    // `--tls` is the one flag without a value.
+    let throwaway_tls = args.iter().any(|a| a == "--tls");
+    let args: Vec<String> = args.iter().filter(|a| *a != "--tls").cloned().collect();
     let f = flags(
-        args,
+        &args,
         &[
             "--listen",
             "--outbox",
             "--account-sid",
             "--auth-token",
             "--service-sid",
+            "--tls-cert",
+            "--tls-key",
         ],
     )?;
     let listen = f
@@ -167,16 +190,63 @@ fn simulator(args: &[String]) -> Result<(), String> {
     if let Some(v) = f.get("--service-sid") {
         cfg.service_sid = v.clone();
     }
+    let mut ca_note = String::new();
+    match (throwaway_tls, f.get("--tls-cert"), f.get("--tls-key")) {
+        (false, None, None) => {}
+        (false, Some(cert), Some(key)) => {
+            let read = |p: &String| {
+                std::fs::read_to_string(p).map_err(|e| format!("cannot read {p}: {e}"))
+            };
+            cfg.tls = Some(pam_twilio_2fa::pki::Leaf {
+                cert_pem: read(cert)?,
+                key_pem: read(key)?,
+            });
+        }
+        (true, None, None) => {
+            let (leaf, ca_path) = throwaway_ca()?;
+            cfg.tls = Some(leaf);
+            ca_note = format!(
+                "HTTPS certificate signed by a throwaway CA: {}\n  (for ca_file, copy it to a root-owned directory such as /etc/twilio-2fa/)",
+                ca_path.display()
+            );
+        }
+        _ => return Err("use --tls alone, or both --tls-cert FILE and --tls-key FILE".into()),
+    }
     let sim = Simulator::start(listen, cfg.clone())
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let url = if cfg.tls.is_some() && throwaway_tls {
+        // The throwaway certificate names localhost, 127.0.0.1 and ::1.
+        sim.url_for("localhost")
+    } else {
+        sim.url()
+    };
     println!(
         "Twilio Verify simulator on {url}\n  verify_url = \"{url}\"\n  lookup_url = \"{url}\"\n  account_sid = \"{}\"\n  auth_token = \"{}\"\n  service_sid = \"{}\"\nControl: POST {url}/_simulator/fault?kind=delay:MS|status:CODE|429|garbage|close&times=N, POST {url}/_simulator/advance?seconds=N\nCtrl-C stops it.",
         cfg.account_sid,
         cfg.auth_token,
         cfg.service_sid,
-        url = sim.url()
     );
+    if !ca_note.is_empty() {
+        println!("{ca_note}");
+    }
     loop {
         std::thread::park();
     }
+}
+
+/// `simulator --tls`: a CA made now, in a new private directory, and a
+/// certificate it signed for the loopback names.
+fn throwaway_ca() -> Result<(pam_twilio_2fa::pki::Leaf, PathBuf), String> {
+    use std::os::unix::fs::DirBuilderExt;
+    let ca = pam_twilio_2fa::pki::Ca::new("twilio-2fa simulator throwaway CA")?;
+    let leaf = ca.leaf(&["localhost", "127.0.0.1", "::1"])?;
+    let dir = std::env::temp_dir().join(format!("twilio-2fa-simulator-{}", std::process::id()));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let path = dir.join("ca.pem");
+    std::fs::write(&path, &ca.cert_pem)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok((leaf, path))
 }
