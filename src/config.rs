@@ -61,6 +61,10 @@ pub struct Config {
     pub carrier_lookup: bool,
     /// Twilio Lookup v2 line types; "voip" already expanded.
     pub allowed_carrier_types: Vec<String>,
+    /// The overridable keys the top level sets (the rest are defaults).
+    pub top_level: crate::policy::Overrides,
+    /// `[[policy]]` blocks, in file order; the first match wins.
+    pub policies: Vec<crate::policy::Policy>,
 }
 
 /// Twilio Lookup v2 `line_type_intelligence.type` values.
@@ -161,36 +165,31 @@ struct RawConfig {
     verify_url: String,
     #[serde(default = "default_lookup_url")]
     lookup_url: String,
-    #[serde(default = "Method::all")]
-    allowed_methods: Vec<Method>,
+    allowed_methods: Option<Vec<Method>>,
     service_name: Option<String>,
     #[serde(default = "yes")]
     obfuscate: bool,
-    #[serde(default = "default_retry_time")]
-    retry_time: u64,
-    #[serde(default = "default_max_attempts")]
-    max_attempts: u32,
+    retry_time: Option<u64>,
+    max_attempts: Option<u32>,
     #[serde(default = "default_http_timeout")]
     http_timeout: u64,
     event_log: Option<PathBuf>,
     #[serde(default = "default_state_dir")]
     state_dir: PathBuf,
-    #[serde(default = "default_max_attempts_timeout")]
-    max_attempts_timeout: u64,
-    #[serde(default)]
-    remember: u64,
-    #[serde(default)]
-    allow_register: bool,
-    #[serde(default)]
-    register_optional: bool,
-    #[serde(default = "yes")]
-    allow_change: bool,
+    max_attempts_timeout: Option<u64>,
+    remember: Option<u64>,
+    allow_register: Option<bool>,
+    register_optional: Option<bool>,
+    allow_change: Option<bool>,
     #[serde(default)]
     phone_number: RawPhoneNumber,
     #[serde(default)]
     phones: RawPhones,
     #[serde(default)]
     methods: BTreeMap<Method, RawMethod>,
+    /// Checked block by block so errors name the block: `crate::policy`.
+    #[serde(default)]
+    policy: Vec<toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -370,7 +369,7 @@ impl RawConfig {
         }
     }
 
-    fn validate(self) -> Result<Config, ConfigError> {
+    fn validate(mut self) -> Result<Config, ConfigError> {
         let err = |s: String| Err(ConfigError(s));
         if let Some(a) = &self.account_sid {
             if !is_sid(a, "AC") {
@@ -386,27 +385,8 @@ impl RawConfig {
         let credentials = self.credentials()?;
         check_url("verify_url", &self.verify_url)?;
         check_url("lookup_url", &self.lookup_url)?;
-        if self.allowed_methods.is_empty() {
-            return err("allowed_methods: must name at least one of sms, call, whatsapp".into());
-        }
-        let mut seen = Vec::new();
-        for m in &self.allowed_methods {
-            if seen.contains(m) {
-                return err(format!("allowed_methods: {} is listed twice", m.name()));
-            }
-            seen.push(*m);
-        }
-        if let Some(name) = &self.service_name {
-            if name.chars().count() > 30 || name.chars().any(|c| c.is_control()) {
-                return err("service_name: at most 30 characters, no control characters".into());
-            }
-        }
-        if !(1..=20).contains(&self.max_attempts) {
-            return err("max_attempts: must be between 1 and 20".into());
-        }
-        if self.retry_time > 3600 {
-            return err("retry_time: must be between 0 and 3600 seconds".into());
-        }
+        let top_level = self.overrides();
+        top_level.check("")?;
         if !(1..=120).contains(&self.http_timeout) {
             return err("http_timeout: must be between 1 and 120 seconds".into());
         }
@@ -428,14 +408,6 @@ impl RawConfig {
         }
         if !self.state_dir.is_absolute() {
             return err("state_dir: must be an absolute path".into());
-        }
-        if self.max_attempts_timeout > 30 * 86400 {
-            return err(
-                "max_attempts_timeout: must be between 0 and 2592000 seconds (30 days)".into(),
-            );
-        }
-        if self.remember > 30 * 86400 {
-            return err("remember: must be between 0 and 2592000 seconds (30 days)".into());
         }
         if self.ca_file.as_ref().is_some_and(|p| !p.is_absolute()) {
             return err("ca_file: must be an absolute path".into());
@@ -523,9 +495,6 @@ impl RawConfig {
                 "phone_number.allowed_carrier_types: must name at least one line type".into(),
             );
         }
-        if self.register_optional && !self.allow_register {
-            return err("register_optional: only meaningful with allow_register = true".into());
-        }
         let mut labels = BTreeMap::new();
         for (m, raw) in self.methods {
             let label = raw.label.trim().to_string();
@@ -540,7 +509,8 @@ impl RawConfig {
             }
             labels.insert(m, label);
         }
-        Ok(Config {
+        let policy = std::mem::take(&mut self.policy);
+        let mut cfg = Config {
             account_sid: self.account_sid.clone(),
             credentials,
             http_proxy: self.http_proxy.clone(),
@@ -551,11 +521,11 @@ impl RawConfig {
             service_sid: self.service_sid,
             verify_url: self.verify_url.trim_end_matches('/').to_string(),
             lookup_url: self.lookup_url.trim_end_matches('/').to_string(),
-            allowed_methods: self.allowed_methods,
-            service_name: self.service_name,
+            allowed_methods: Method::all(),
+            service_name: None,
             obfuscate: self.obfuscate,
-            retry_time: self.retry_time,
-            max_attempts: self.max_attempts,
+            retry_time: default_retry_time(),
+            max_attempts: default_max_attempts(),
             http_timeout: self.http_timeout,
             default_region: region,
             allowed_countries: self.phone_number.allowed_countries,
@@ -564,17 +534,41 @@ impl RawConfig {
             allowed_carrier_types: carrier_types,
             phones_command,
             phones_command_timeout: self.phones.command_timeout,
-            allow_register: self.allow_register,
-            register_optional: self.register_optional,
-            allow_change: self.allow_change,
+            allow_register: false,
+            register_optional: false,
+            allow_change: true,
             phones_file: self.phones.file,
             phones_directory: self.phones.directory,
             labels,
             event_log: self.event_log,
             state_dir: self.state_dir,
+            max_attempts_timeout: default_max_attempts_timeout(),
+            remember: 0,
+            top_level: top_level.clone(),
+            policies: Vec::new(),
+        };
+        // The top level over the defaults, then the blocks over that.
+        top_level.apply(&mut cfg);
+        if cfg.register_optional && !cfg.allow_register {
+            return err("register_optional: only meaningful with allow_register = true".into());
+        }
+        cfg.policies = crate::policy::parse_blocks(policy, &cfg)?;
+        Ok(cfg)
+    }
+
+    /// The top level's settings that `[[policy]]` blocks may also set.
+    fn overrides(&self) -> crate::policy::Overrides {
+        crate::policy::Overrides {
+            allowed_methods: self.allowed_methods.clone(),
+            max_attempts: self.max_attempts,
             max_attempts_timeout: self.max_attempts_timeout,
+            retry_time: self.retry_time,
             remember: self.remember,
-        })
+            allow_register: self.allow_register,
+            register_optional: self.register_optional,
+            allow_change: self.allow_change,
+            service_name: self.service_name.clone(),
+        }
     }
 }
 

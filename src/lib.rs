@@ -23,6 +23,7 @@ pub mod phone;
 pub mod phone_book;
 pub mod phone_command;
 pub mod pki;
+pub mod policy;
 mod resolver;
 pub mod secure_file;
 pub mod session;

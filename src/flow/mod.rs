@@ -179,6 +179,11 @@ pub fn authenticate(cfg: &Config, login: &Login, env: &mut Env) -> Outcome {
         Ok(a) => a,
         Err(outcome) => return outcome,
     };
+    // `[[policy]]`: the flow runs on the settings for this account.
+    let cfg = &match with_policy(cfg, &account, env) {
+        Ok(cfg) => cfg,
+        Err(outcome) => return outcome,
+    };
     let canonical = Login {
         user: &account.name,
         ..login.clone()
@@ -209,6 +214,25 @@ pub fn authenticate(cfg: &Config, login: &Login, env: &mut Env) -> Outcome {
             .with("service", login.service),
     );
     outcome
+}
+
+/// The config with the account's `[[policy]]` block applied. A block that
+/// cannot be decided denies the login (see `policy::matching_block`).
+fn with_policy(cfg: &Config, account: &Account, env: &mut Env) -> Result<Config, Outcome> {
+    match crate::policy::effective(cfg, account, env.users) {
+        Ok((cfg, _)) => Ok(cfg),
+        Err(e) => {
+            env.events.record(
+                Record::message(
+                    Level::Error,
+                    format!("cannot decide which [[policy]] applies: {e}; denying the login; check the group database or the policy's group names"),
+                )
+                .with("user", account.name.as_str()),
+            );
+            let _ = env.conv.error(msg::UNAVAILABLE);
+            Err(Outcome::AuthErr)
+        }
+    }
 }
 
 /// Longest user name accepted (typed or canonical).

@@ -1856,3 +1856,53 @@ fn a_new_number_ends_every_remembered_login() {
     );
     assert_eq!(w.login_from("192.0.2.1", &[]).0, Outcome::ConvErr);
 }
+
+// --- [[policy]] blocks --------------------------------------------------------
+
+/// A lenient block for admins (she is not in it) before a strict one for
+/// staff (she is): any doubt about the first must deny, not pick either.
+const POLICIES: &str = "[[policy]]\ngroups = [\"admins\"]\nmax_attempts = 20\n[[policy]]\ngroups = [\"staff\"]\nmax_attempts = 1\n";
+
+#[test]
+fn a_group_policy_applies_by_group_id() {
+    let w = World::new(&format!("{SMS_ONLY}{POLICIES}"));
+    let (o, _) = w.login(&["000000"]);
+    assert_eq!(o, Outcome::MaxTries, "staff's block: one attempt");
+}
+
+#[test]
+fn a_policy_that_cannot_be_decided_denies_the_login() {
+    for (extra, fault) in [
+        (POLICIES.to_string(), Some(Fault::GroupList)),
+        (POLICIES.to_string(), Some(Fault::Group("admins"))),
+        (POLICIES.replace("\"admins\"", "\"nosuch\""), None),
+    ] {
+        let mut w = World::new(&format!("{SMS_ONLY}{extra}"));
+        if let Some(f) = fault {
+            w.users = FakeUsers::failing(f);
+        }
+        let (o, conv) = w.login(&["123456"]);
+        assert_eq!(o, Outcome::AuthErr, "{extra}");
+        assert!(conv.prompts().is_empty(), "{extra}");
+        assert_eq!(w.sends(), 0, "{extra}");
+        let log = w.log.0.borrow();
+        assert!(
+            log.iter().any(|r| r.level == Level::Error
+                && r.get("msg")
+                    .unwrap_or("")
+                    .contains("cannot decide which [[policy]] applies: policy[1]: ")),
+            "{extra}: {log:?}"
+        );
+    }
+}
+
+#[test]
+fn a_certain_match_before_an_undecided_block_is_used() {
+    // Her name matches the first block; the broken second one is never asked.
+    let mut w = World::new(&format!(
+        "{SMS_ONLY}[[policy]]\nusers = [\"alice\"]\nmax_attempts = 1\n{POLICIES}"
+    ));
+    w.users = FakeUsers::failing(Fault::GroupList);
+    let (o, _) = w.login(&["000000"]);
+    assert_eq!(o, Outcome::MaxTries);
+}

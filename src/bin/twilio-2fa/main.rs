@@ -3,6 +3,7 @@
 mod admin;
 mod admin_args;
 mod demo;
+mod policy;
 mod user;
 
 use pam_twilio_2fa::config::{Config, DEFAULT_PATH};
@@ -21,6 +22,7 @@ const USAGE: &str = "usage:
   twilio-2fa status USER [--config PATH]   attempts used, lockout, last send, remembered hosts
   twilio-2fa unlock USER [--config PATH]   clear attempts and lockout (also replaces a damaged state file)
   twilio-2fa forget USER [--config PATH]   drop remembered hosts
+  twilio-2fa policy USER [--config PATH]   the settings USER logs in with ([[policy]] blocks) and their source
   twilio-2fa user set USER NUMBER [--no-lookup] [--config PATH]
                                      validate (country, carrier lookup) and store a user's number
   twilio-2fa user show USER [--full] [--config PATH]   the user's number (masked unless --full)
@@ -37,6 +39,7 @@ fn main() -> ExitCode {
         Some("unlock") => admin::unlock(&raw[1..]),
         Some("forget") => admin::forget(&raw[1..]),
         Some("user") => user::run(&raw[1..]),
+        Some("policy") => policy::run(&raw[1..]),
         _ => text_command(&raw),
     };
     match result {
@@ -128,6 +131,22 @@ fn group_warnings(cfg: &Config) {
             };
             println!(
                 "warning: {key}: group \"{}\": {problem}; while it does not resolve, every user must verify",
+                terminal_safe(name)
+            );
+        }
+    }
+    // A policy group that does not resolve denies every login that reaches
+    // its block undecided.
+    for (i, p) in cfg.policies.iter().enumerate() {
+        for name in &p.groups {
+            let problem = match SystemUsers.group_id(name) {
+                Ok(Some(_)) => continue,
+                Ok(None) => "no such group".to_string(),
+                Err(e) => e,
+            };
+            println!(
+                "warning: policy[{}].groups: group \"{}\": {problem}; while it does not resolve, logins by users not matched by an earlier block are denied",
+                i + 1,
                 terminal_safe(name)
             );
         }
