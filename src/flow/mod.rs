@@ -220,7 +220,15 @@ pub fn authenticate(cfg: &Config, login: &Login, env: &mut Env) -> Outcome {
 /// cannot be decided denies the login (see `policy::matching_block`).
 fn with_policy(cfg: &Config, account: &Account, env: &mut Env) -> Result<Config, Outcome> {
     match crate::policy::effective(cfg, account, env.users) {
-        Ok((cfg, _)) => Ok(cfg),
+        Ok((cfg, block)) => {
+            if let Some(i) = block {
+                env.events.record(
+                    Record::message(Level::Debug, format!("policy[{}] applies", i + 1))
+                        .with("user", account.name.as_str()),
+                );
+            }
+            Ok(cfg)
+        }
         Err(e) => {
             env.events.record(
                 Record::message(
