@@ -945,8 +945,9 @@ impl<'a, 'b> Flow<'a, 'b> {
             let mut typed = self.env.conv.prompt_echo_off(&prompt)?;
             let answer = typed.trim().to_string();
             wipe(&mut typed);
-            let word = answer.to_ascii_lowercase();
-            if self.change_offered && (word == "c" || word == "change") {
+            // Compared in place: no unwiped copy of a typed code is made.
+            let is = |w: &str| answer.eq_ignore_ascii_case(w);
+            if self.change_offered && (is("c") || is("change")) {
                 self.change_asked = true;
                 // A login that goes on to change the number is not remembered.
                 self.remember_success = false;
@@ -955,8 +956,8 @@ impl<'a, 'b> Flow<'a, 'b> {
                     .info("After the right code, you will be asked for your new number.")?;
                 continue;
             }
-            let other = self.other_method_offered() && (word == "m" || word == "method");
-            if other || word == "r" || word == "resend" {
+            let other = self.other_method_offered() && (is("m") || is("method"));
+            if other || is("r") || is("resend") {
                 // `m`: a new send by the chosen method, under a resend's rules.
                 let method = if other {
                     self.choose_method()?
