@@ -40,7 +40,9 @@ fn demo_runs_a_real_login_as_a_person_would() {
     let status = child.wait().unwrap();
     assert!(status.success(), "{seen}{rest}");
     assert!(
-        rest.contains("Code sent by text message to (XXX) XXX-2671. Enter code: "),
+        rest.contains(
+            "Code sent by text message to (XXX) XXX-2671. Enter code (r: new code, m: other method, c: change number): "
+        ),
         "{rest}"
     );
     assert!(rest.contains("PAM returned PAM_SUCCESS"), "{rest}");

@@ -41,7 +41,7 @@ fn registration_stores_the_number_only_after_the_code() {
         r.prompts(),
         vec![
             "Enter your mobile phone number for two-factor authentication: ",
-            "Code sent by text message to (XXX) XXX-0177. Enter code: ",
+            "Code sent by text message to (XXX) XXX-0177. Enter code (r: new code): ",
         ]
     );
     assert_eq!(r.of(Style::EchoOn).len(), 1, "the number is typed visibly");
@@ -205,10 +205,10 @@ fn change_of_number_end_to_end() {
     assert_eq!(
         r.prompts(),
         vec![
-            "Press Enter to get a code by text message to (XXX) XXX-2671, or type change to change your phone number: ",
-            "Code sent by text message to (XXX) XXX-2671. Enter code: ",
+            "Code sent by text message to (XXX) XXX-2671. Enter code (r: new code, c: change number): ",
+            "Code sent by text message to (XXX) XXX-2671. Enter code (r: new code): ",
             "Enter your new mobile phone number: ",
-            "Code sent by text message to (XXX) XXX-0188. Enter code: ",
+            "Code sent by text message to (XXX) XXX-0188. Enter code (r: new code): ",
         ]
     );
     let d = s.sim.deliveries();
@@ -228,7 +228,7 @@ fn change_of_number_end_to_end() {
         s.lab.events()
     );
     // The old number is gone: the next login texts the new one.
-    s.login(vec![text(""), Answer::Code]).assert_rc(PAM_SUCCESS);
+    s.login(vec![Answer::Code]).assert_rc(PAM_SUCCESS);
     assert_eq!(s.sim.deliveries().last().unwrap().to, "+12015550188");
 }
 
@@ -239,7 +239,7 @@ fn change_is_not_offered_when_disallowed_or_from_the_read_only_file() {
     r.assert_rc(PAM_SUCCESS);
     assert_eq!(
         r.prompts(),
-        vec!["Code sent by text message to (XXX) XXX-2671. Enter code: "]
+        vec!["Code sent by text message to (XXX) XXX-2671. Enter code (r: new code): "]
     );
 
     let s = Setup::new("allow_change = true\n");

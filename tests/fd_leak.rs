@@ -90,8 +90,8 @@ fn logins_leave_no_fds_handlers_umask_or_cwd_behind() {
         None,
         0,
         vec![
-            text("4"),
             text("1"),
+            text("c"),
             Answer::Code,
             text("(201) 555-0188"),
             Answer::Code,

@@ -527,8 +527,8 @@ fn nothing_logged_holds_a_token_secret_code_or_full_number() {
     s.login(vec![text("1"), Answer::WrongCode, Answer::Code])
         .assert_rc(PAM_SUCCESS);
     s.login(vec![
-        text("4"),
         text("2"),
+        text("c"),
         Answer::Code,
         text("(201) 555-0188"),
         Answer::Code,

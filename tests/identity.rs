@@ -257,7 +257,7 @@ fn another_capitalisation_logs_in_as_the_account_itself() {
     r.assert_rc(PAM_SUCCESS);
     assert_eq!(
         r.prompts(),
-        vec!["Code sent by text message to (XXX) XXX-0188. Enter code: "],
+        vec!["Code sent by text message to (XXX) XXX-0188. Enter code (r: new code): "],
         "daemon's number, no registration"
     );
     assert_eq!(sent_to(&s), vec![DAEMON_PHONE]);
@@ -321,7 +321,7 @@ fn another_capitalisation_cannot_skip_optional_registration() {
     assert_ne!(code_name(r.rc), code_name(PAM_SUCCESS), "{:?}", r.shown);
     assert_eq!(
         r.prompts()[0],
-        "Code sent by text message to (XXX) XXX-0188. Enter code: "
+        "Code sent by text message to (XXX) XXX-0188. Enter code (r: new code): "
     );
     assert!(!s.log().contains("registration_skipped"));
     assert!(!s.lab.phones.join("DAEMON").exists());

@@ -95,7 +95,7 @@ fn resend_cooldown_holds_across_transactions() {
     r.assert_rc(PAM_SUCCESS);
     assert_eq!(
         r.prompts()[0],
-        "A code was already sent by text message to (XXX) XXX-2671. Enter code: "
+        "A code was already sent by text message to (XXX) XXX-2671. Enter code (r: new code): "
     );
     assert!(
         r.errors()[0].starts_with("You can request a new code in 1"),
@@ -133,7 +133,7 @@ fn logins_at_once_cannot_each_resend() {
         assert_eq!(s.sends().len(), 2, "one first code, one resend: no third");
         assert_eq!(
             second.prompts()[1],
-            "A code was already sent by text message to (XXX) XXX-2671. Enter code: "
+            "A code was already sent by text message to (XXX) XXX-2671. Enter code (r: new code): "
         );
         assert!(second.errors().is_empty(), "{:?}", second.errors());
     });

@@ -7,7 +7,7 @@ use pam_twilio_2fa::pam_client::*;
 use pam_twilio_2fa::simulator::{Fault, DEFAULT_AUTH_TOKEN};
 use std::time::Duration;
 
-const PROMPT: &str = "Code sent by text message to (XXX) XXX-2671. Enter code: ";
+const PROMPT: &str = "Code sent by text message to (XXX) XXX-2671. Enter code (r: new code): ";
 
 #[test]
 fn happy_path_sends_sms_and_accepts_the_code() {
@@ -133,7 +133,9 @@ fn menu_choice_sends_the_chosen_channel() {
         );
         assert_eq!(
             r.prompts()[1],
-            format!("Code sent by {label} to (XXX) XXX-2671. Enter code: ")
+            format!(
+                "Code sent by {label} to (XXX) XXX-2671. Enter code (r: new code, m: other method): "
+            )
         );
     }
 }
@@ -384,7 +386,7 @@ fn obfuscate_false_shows_the_national_number() {
     r.assert_rc(PAM_SUCCESS);
     assert_eq!(
         r.prompts(),
-        vec!["Code sent by text message to (201) 555-2671. Enter code: "]
+        vec!["Code sent by text message to (201) 555-2671. Enter code (r: new code): "]
     );
 }
 
@@ -418,7 +420,7 @@ fn users_file_source_comes_first_and_is_normalised() {
     );
     assert_eq!(
         r.prompts(),
-        vec!["Code sent by text message to (XXX) XXX-0188. Enter code: "]
+        vec!["Code sent by text message to (XXX) XXX-0188. Enter code (r: new code): "]
     );
 }
 

@@ -58,7 +58,7 @@ fn pamtester_with_a_service_file_in_etc_pam_d() {
     let (ok, out, err) = pamtester(&service, Some(&s));
     assert!(ok, "stdout:\n{out}\nstderr:\n{err}");
     assert!(
-        err.contains("Code sent by text message to (XXX) XXX-2671. Enter code: "),
+        err.contains("Code sent by text message to (XXX) XXX-2671. Enter code ("),
         "{err}"
     );
     assert!(out.contains("successfully authenticated"), "{out}");

@@ -225,7 +225,7 @@ fn password_then_code_over_ssh() {
     assert!(
         prompts
             .iter()
-            .any(|p| p.contains("Code sent by text message to (XXX) XXX-2671. Enter code:")),
+            .any(|p| p.contains("Code sent by text message to (XXX) XXX-2671. Enter code (")),
         "the client sees the module's prompt: {prompts:?}"
     );
     assert!(

@@ -96,7 +96,7 @@ fn sudo_runs_the_command_only_with_the_right_code() {
     assert!(ok, "stderr: {err}\nlog: {}", t.s.log());
     assert_eq!(out.trim(), "root");
     assert!(
-        err.contains("Code sent by text message to (XXX) XXX-2671. Enter code:"),
+        err.contains("Code sent by text message to (XXX) XXX-2671. Enter code ("),
         "{err}"
     );
     assert!(t.s.log().contains("service=t2fa-sudo-u"), "{}", t.s.log());

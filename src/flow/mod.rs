@@ -302,6 +302,10 @@ struct Flow<'a, 'b> {
     /// False while the login goes on to register or change a number: only
     /// a finished login is remembered.
     remember_success: bool,
+    /// `c` is accepted at the code prompt: the number may be changed.
+    change_offered: bool,
+    /// The user typed `c`: after the right code, ask for the new number.
+    change_asked: bool,
 }
 
 /// `Err` carries the outcome to return at once.
@@ -311,15 +315,6 @@ impl From<ConvError> for Outcome {
     fn from(_: ConvError) -> Outcome {
         Outcome::ConvErr
     }
-}
-
-/// What the user picked before a code is sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Choice {
-    /// Log in with a code by this method.
-    Send(Method),
-    /// Prove the current number by this method, then change it.
-    Change(Method),
 }
 
 /// What happened under the lock in `send_locked`.
@@ -378,6 +373,8 @@ impl<'a, 'b> Flow<'a, 'b> {
             unavailable: Vec::new(),
             directory_number: None,
             remember_success: true,
+            change_offered: false,
+            change_asked: false,
         }
     }
 
@@ -421,20 +418,21 @@ impl<'a, 'b> Flow<'a, 'b> {
         };
         let phone = self.stored_number(&found, &st)?;
         let changeable = self.cfg.allow_change && found.changeable && self.env.phones.can_store();
-        let choice = match reusable(&st, &phone, now, self.cfg.retry_time) {
-            Some(p) => Choice::Send(p.method),
-            None => self.choose(&phone, changeable)?,
+        // Sent at once: a change of number is offered at the code prompt
+        // (`c`), where the code typed proves the current number.
+        let method = match reusable(&st, &phone, now, self.cfg.retry_time) {
+            Some(p) => p.method,
+            None => self.choose_method()?,
         };
-        let (Choice::Send(method) | Choice::Change(method)) = choice;
-        self.remember_success = matches!(choice, Choice::Send(_));
         let (mut pending, reused) = self.send_locked(&phone, method, None)?;
+        self.change_offered = changeable;
         let outcome = self.verify_loop(&phone, &mut pending, reused)?;
-        match choice {
-            Choice::Change(_) if outcome == Outcome::Success => {
-                self.enrol(Some(method), Some(&phone))
-            }
-            _ => Ok(outcome),
+        self.change_offered = false;
+        if self.change_asked && outcome == Outcome::Success {
+            // The method that proved the current number proves the new one.
+            return self.enrol(Some(pending.method), Some(&phone));
         }
+        Ok(outcome)
     }
 
     fn find_number(&mut self) -> Step<Option<Found>> {
@@ -646,60 +644,6 @@ impl<'a, 'b> Flow<'a, 'b> {
                 Err(Outcome::AuthErr)
             }
         }
-    }
-
-    /// With several methods, the menu; with one, a confirmation when a
-    /// change of number is on offer. Either may choose "change".
-    fn choose(&mut self, phone: &PhoneNumber, changeable: bool) -> Step<Choice> {
-        let methods = self.cfg.allowed_methods.clone();
-        if !changeable {
-            return self.choose_method().map(Choice::Send);
-        }
-        if let [only] = methods.as_slice() {
-            let prompt = format!(
-                "Press Enter to get a code by {} to {}, or type change to change your phone number: ",
-                self.cfg.label(*only),
-                phone.display(self.cfg.obfuscate)
-            );
-            for ask in 1..=MENU_ASKS {
-                let answer = self.env.conv.prompt_echo_on(&prompt)?;
-                match answer.trim().to_lowercase().as_str() {
-                    "" => return Ok(Choice::Send(*only)),
-                    "change" | "c" => return Ok(Choice::Change(*only)),
-                    _ if ask < MENU_ASKS => self.error("Press Enter, or type change.")?,
-                    _ => {}
-                }
-            }
-            self.error(msg::TOO_MANY_INVALID)?;
-            return Err(Outcome::AuthErr);
-        }
-        let change = methods.len() + 1;
-        let menu = format!(
-            "{}  {change}. change phone number\nEnter 1-{change}: ",
-            self.menu_lines(MENU_HEADER, &methods)
-        );
-        for ask in 1..=MENU_ASKS {
-            let answer = self.env.conv.prompt_echo_on(&menu)?;
-            let a = answer.trim().to_lowercase();
-            if a == change.to_string() || a == "change" || a == "change phone number" {
-                // Which method proves the CURRENT number.
-                return self
-                    .choose_method_for(
-                        "First confirm your current number. Choose how to receive its code:",
-                    )
-                    .map(Choice::Change);
-            }
-            if let Some(m) = parse_menu_answer(&a, &methods, self.cfg) {
-                return Ok(Choice::Send(m));
-            }
-            if ask < MENU_ASKS {
-                self.error(&format!(
-                    "Please enter a number from 1 to {change} or a method name."
-                ))?;
-            }
-        }
-        self.error(msg::TOO_MANY_INVALID)?;
-        Err(Outcome::AuthErr)
     }
 
     fn menu_lines(&self, header: &str, methods: &[Method]) -> String {
@@ -990,17 +934,32 @@ impl<'a, 'b> Flow<'a, 'b> {
             .collect()
     }
 
+    /// One line naming every answer the code prompt accepts besides a code
+    /// (sshd shows it as one line).
     fn prompt_for(&self, phone: &PhoneNumber, p: &PendingSend, reused: bool) -> String {
         let lead = if reused {
             "A code was already sent"
         } else {
             "Code sent"
         };
+        let mut choices = vec!["r: new code"];
+        if self.other_method_offered() {
+            choices.push("m: other method");
+        }
+        if self.change_offered && !self.change_asked {
+            choices.push("c: change number");
+        }
         format!(
-            "{lead} by {} to {}. Enter code: ",
+            "{lead} by {} to {}. Enter code ({}): ",
             self.cfg.label(p.method),
-            phone.display(self.cfg.obfuscate)
+            phone.display(self.cfg.obfuscate),
+            choices.join(", ")
         )
+    }
+
+    /// `m` at the code prompt: only when another method could be chosen.
+    fn other_method_offered(&self) -> bool {
+        self.available_methods().len() > 1
     }
 
     fn verify_loop(
@@ -1009,26 +968,45 @@ impl<'a, 'b> Flow<'a, 'b> {
         pending: &mut PendingSend,
         reused: bool,
     ) -> Step<Outcome> {
-        let mut prompt = self.prompt_for(phone, pending, reused);
+        let mut reused = reused;
         let mut invalid = 0u32;
         // False once Twilio has said the verification is gone (expired, finished).
         let mut live = true;
         loop {
+            let prompt = self.prompt_for(phone, pending, reused);
             let mut typed = self.env.conv.prompt_echo_off(&prompt)?;
             let answer = typed.trim().to_string();
             wipe(&mut typed);
-            if answer.eq_ignore_ascii_case("r") || answer.eq_ignore_ascii_case("resend") {
+            // Compared in place: no unwiped copy of a typed code is made.
+            let is = |w: &str| answer.eq_ignore_ascii_case(w);
+            if self.change_offered && (is("c") || is("change")) {
+                self.change_asked = true;
+                // A login that goes on to change the number is not remembered.
+                self.remember_success = false;
+                self.env
+                    .conv
+                    .info("After the right code, you will be asked for your new number.")?;
+                continue;
+            }
+            let other = self.other_method_offered() && (is("m") || is("method"));
+            if other || is("r") || is("resend") {
+                // `m`: a new send by the chosen method, under a resend's rules.
+                let method = if other {
+                    self.choose_method()?
+                } else {
+                    pending.method
+                };
                 let old = pending.sid.clone();
                 let resend = Resend { old: &old, live };
-                match self.resend_locked(phone, pending.method, resend)? {
+                match self.resend_locked(phone, method, resend)? {
                     Resent::Wait(wait) => {
                         let unit = if wait == 1 { "second" } else { "seconds" };
                         let text = format!("You can request a new code in {wait} {unit}.");
                         self.invalid_entry(&mut invalid, &text)?;
                     }
-                    Resent::Code(p, reused) => {
+                    Resent::Code(p, again) => {
                         *pending = p;
-                        prompt = self.prompt_for(phone, pending, reused);
+                        reused = again;
                         live = true;
                     }
                 }

@@ -305,7 +305,7 @@ fn config(extra: &str) -> Config {
 
 const SMS_ONLY: &str = "allowed_methods = [\"sms\"]\n";
 const ALICE_PHONE: &str = "+12015552671";
-const PROMPT: &str = "Code sent by text message to (XXX) XXX-2671. Enter code: ";
+const PROMPT: &str = "Code sent by text message to (XXX) XXX-2671. Enter code (r: new code): ";
 
 /// The records of one event, in order.
 fn events_named(log: &MemoryLog, name: &str) -> Vec<Record> {
@@ -425,7 +425,7 @@ fn obfuscate_false_shows_national_format() {
     let r = run(&format!("{SMS_ONLY}obfuscate = false\n"), &["123456"]);
     assert_eq!(
         r.conv.prompts(),
-        vec!["Code sent by text message to (201) 555-2671. Enter code: "]
+        vec!["Code sent by text message to (201) 555-2671. Enter code (r: new code): "]
     );
 }
 
@@ -613,7 +613,7 @@ fn menu_accepts_number_name_or_label_and_reasks() {
     );
     assert_eq!(
         r.conv.prompts()[1],
-        "Code sent by voice call to (XXX) XXX-2671. Enter code: "
+        "Code sent by voice call to (XXX) XXX-2671. Enter code (r: new code, m: other method): "
     );
 }
 
@@ -1089,7 +1089,7 @@ fn a_pending_code_is_reused_by_the_next_login_within_retry_time() {
     assert_eq!(w.sends(), 1, "no second SMS");
     assert_eq!(
         conv.prompts(),
-        vec!["A code was already sent by voice call to (XXX) XXX-2671. Enter code: "],
+        vec!["A code was already sent by voice call to (XXX) XXX-2671. Enter code (r: new code, m: other method): "],
         "no menu: the pending code's method is used"
     );
     assert_eq!(
@@ -1252,7 +1252,7 @@ fn registration_stores_the_number_only_after_the_code() {
         conv.prompts(),
         vec![
             "Enter your mobile phone number for two-factor authentication: ",
-            "Code sent by text message to (XXX) XXX-0177. Enter code: ",
+            "Code sent by text message to (XXX) XXX-0177. Enter code (r: new code): ",
         ]
     );
     assert_eq!(w.sent_to(), vec!["+12015550177"]);
@@ -1338,13 +1338,15 @@ fn change_verifies_the_old_number_then_the_new_one() {
     let w = World::with_phones(SMS_ONLY, FakePhones::directory(Some(ALICE_PHONE)));
     let (o, conv) = w.login(&["change", "123456", "(201) 555-0188", "123456"]);
     assert_eq!(o, Outcome::Success);
+    let offer =
+        "Code sent by text message to (XXX) XXX-2671. Enter code (r: new code, c: change number): ";
     assert_eq!(
         conv.prompts(),
         vec![
-            "Press Enter to get a code by text message to (XXX) XXX-2671, or type change to change your phone number: ",
+            offer,
             PROMPT,
             "Enter your new mobile phone number: ",
-            "Code sent by text message to (XXX) XXX-0188. Enter code: ",
+            "Code sent by text message to (XXX) XXX-0188. Enter code (r: new code): ",
         ]
     );
     assert_eq!(w.sent_to(), vec![ALICE_PHONE, "+12015550188"]);
@@ -1369,31 +1371,29 @@ fn change_needs_the_old_code_first() {
 }
 
 #[test]
-fn plain_enter_logs_in_and_same_number_is_refused() {
+fn a_code_alone_logs_in_and_same_number_is_refused() {
     let w = World::with_phones(SMS_ONLY, FakePhones::directory(Some(ALICE_PHONE)));
-    assert_eq!(w.login(&["", "123456"]).0, Outcome::Success);
+    let (o, conv) = w.login(&["123456"]);
+    assert_eq!((o, conv.prompts().len()), (Outcome::Success, 1));
     let w = World::with_phones(SMS_ONLY, FakePhones::directory(Some(ALICE_PHONE)));
     let (_, conv) = w.login(&["change", "123456", "(201) 555-2671"]);
     assert_eq!(conv.errors(), vec!["That is the number already on file."]);
 }
 
 #[test]
-fn change_in_the_menu_with_several_methods() {
+fn change_and_other_method_at_the_code_prompt_with_several_methods() {
     let w = World::with_phones("", FakePhones::directory(Some(ALICE_PHONE)));
-    let (o, conv) = w.login(&["4", "2", "123456", "(201) 555-0188", "123456"]);
+    let (o, conv) = w.login(&["2", "c", "123456", "(201) 555-0188", "123456"]);
     assert_eq!(o, Outcome::Success);
     assert!(
-        conv.prompts()[0].ends_with("  3. WhatsApp\n  4. change phone number\nEnter 1-4: "),
-        "{:?}",
+        !conv.prompts()[0].contains("change"),
+        "the menu has no change entry: {:?}",
         conv.prompts()
     );
-    assert!(
-        conv.prompts()[1]
-            .starts_with("First confirm your current number. Choose how to receive its code:\n"),
-        "then the method for the current number: {:?}",
-        conv.prompts()
+    assert_eq!(
+        conv.prompts()[1],
+        "Code sent by voice call to (XXX) XXX-2671. Enter code (r: new code, m: other method, c: change number): "
     );
-    assert!(conv.prompts()[1].ends_with("Enter 1-3: "));
     let sends: Vec<Method> = w
         .api
         .calls()
@@ -1412,6 +1412,40 @@ fn change_in_the_menu_with_several_methods() {
 }
 
 #[test]
+fn m_at_the_code_prompt_sends_by_another_method_like_a_resend() {
+    let w = World::with_phones(
+        "retry_time = 60\n",
+        FakePhones::new(Ok(Some(ALICE_PHONE.into()))),
+    );
+    // Within retry_time: the menu, then a wait, no second send.
+    let (o, conv) = w.login(&["1", "m", "2"]);
+    assert_eq!(o, Outcome::ConvErr);
+    assert_eq!(w.sends(), 1);
+    assert_eq!(
+        conv.errors(),
+        vec!["You can request a new code in 60 seconds."]
+    );
+    // After it: the old verification is cancelled, the new method sends.
+    let (o, conv, api) = timed_run("retry_time = 60\n", &["1", "m", "2", "123456"], &[61, 0]);
+    assert_eq!(o, Outcome::Success);
+    let (first, second) = (format!("VE{:032}", 1), format!("VE{:032}", 2));
+    assert_eq!(
+        api.calls(),
+        vec![
+            Call::Send(ALICE_PHONE.into(), Method::Sms, None),
+            Call::Cancel(first),
+            Call::Send(ALICE_PHONE.into(), Method::Call, None),
+            Call::Check(second, "123456".into()),
+        ]
+    );
+    assert!(
+        conv.prompts()[3].starts_with("Code sent by voice call"),
+        "{:?}",
+        conv.prompts()
+    );
+}
+
+#[test]
 fn change_is_not_offered_when_disallowed_or_read_only() {
     let w = World::with_phones(
         "allowed_methods = [\"sms\"]\nallow_change = false\n",
@@ -1427,10 +1461,11 @@ fn change_is_not_offered_when_disallowed_or_read_only() {
     )
     .login(&["change"]);
     assert_eq!(conv.errors(), vec![msg::BAD_FORMAT]);
-    // A read-only source: the menu has no change entry.
-    let w = World::with_phones("", FakePhones::new(Ok(Some(ALICE_PHONE.into()))));
-    let (_, conv) = w.login(&["4"]);
-    assert!(!conv.prompts()[0].contains("change"));
+    // A read-only source: the code prompt offers no change.
+    let w = World::with_phones(SMS_ONLY, FakePhones::new(Ok(Some(ALICE_PHONE.into()))));
+    let (_, conv) = w.login(&["c"]);
+    assert_eq!(conv.prompts()[0], PROMPT);
+    assert_eq!(conv.errors(), vec![msg::BAD_FORMAT]);
 }
 
 #[test]

@@ -221,8 +221,9 @@ impl Setup {
     }
 }
 
-/// Tests of other features do not want the "type change" prompt that
-/// `allow_change` (on by default) adds; tests of it set the key themselves.
+/// Tests of other features assert the code prompt as it is without the
+/// "c: change number" choice that `allow_change` (on by default) adds;
+/// tests of it set the key themselves.
 fn with_test_defaults(extra: &str) -> String {
     if extra.contains("allow_change") {
         extra.to_string()

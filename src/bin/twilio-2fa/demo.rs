@@ -46,7 +46,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
     println!("  module     {}", module.display());
     println!("  PAM stack  {}", lab.confdir.join(SERVICE).display());
     println!("  user       {user}, phone on file (XXX) XXX-2671");
-    println!("Type the code you receive; `r` asks for a new one after 20 seconds.\n");
+    println!(
+        "Type the code you receive. The code prompt names its other choices: `r` a new code \
+         (after 20 seconds), `m` another method, `c` change the number after this code.\n"
+    );
 
     let stdin = std::io::stdin();
     let responder = Box::new(move |style: Style, text: &str| -> Option<String> {
