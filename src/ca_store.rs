@@ -38,6 +38,16 @@ pub enum Source {
     File(PathBuf),
 }
 
+impl Source {
+    /// The roots `cfg` asks for: its `ca_file`, else the system bundle.
+    pub fn of(cfg: &crate::config::Config) -> Source {
+        match &cfg.ca_file {
+            Some(path) => Source::File(path.clone()),
+            None => Source::System,
+        }
+    }
+}
+
 /// A CA bundle as read: PEM text, decoded only in part when a server's
 /// chain asks for its issuer (see `roots_for`).
 #[derive(Debug)]

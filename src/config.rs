@@ -286,6 +286,11 @@ fn default_region() -> String {
 }
 
 impl Config {
+    /// True when a request may go over HTTPS, so the CA roots are needed.
+    pub fn uses_https(&self) -> bool {
+        self.verify_url.starts_with("https://") || self.lookup_url.starts_with("https://")
+    }
+
     /// Reads, checks and parses the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let shown = path.display();

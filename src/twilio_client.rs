@@ -27,6 +27,8 @@ pub struct TwilioClient {
     agent: OnceLock<Result<ureq::Agent, String>>,
     proxy: Option<String>,
     trust: ca_store::Source,
+    /// Some URL is https://: the roots are loaded with the agent.
+    tls: bool,
     base: String,
     lookup_base: String,
     auth_header: Secret,
@@ -89,10 +91,8 @@ impl TwilioClient {
         TwilioClient {
             agent: OnceLock::new(),
             proxy: cfg.http_proxy.clone(),
-            trust: match &cfg.ca_file {
-                Some(path) => ca_store::Source::File(path.clone()),
-                None => ca_store::Source::System,
-            },
+            trust: ca_store::Source::of(cfg),
+            tls: cfg.uses_https(),
             base: format!("{}/v2/Services/{}", cfg.verify_url, cfg.service_sid),
             lookup_base: format!("{}/v2/PhoneNumbers", cfg.lookup_url),
             auth_header: Secret::new(basic_auth(
@@ -107,8 +107,7 @@ impl TwilioClient {
     /// https:// (a store that cannot be read fails every request).
     fn agent(&self) -> Result<&ureq::Agent, ApiError> {
         let made = self.agent.get_or_init(|| {
-            let tls = self.base.starts_with("https://") || self.lookup_base.starts_with("https://");
-            let bundle = if tls {
+            let bundle = if self.tls {
                 let b = ca_store::load(&self.trust)
                     .map_err(|e| format!("cannot load the CA roots for HTTPS: {e}"))?;
                 Some(Arc::new(b))

@@ -93,13 +93,9 @@ fn check_config(args: &[String]) -> Result<(), String> {
     );
     // The CA roots HTTPS would trust (ca_file, else the system bundle).
     let mut roots = None;
-    if cfg.verify_url.starts_with("https://") || cfg.lookup_url.starts_with("https://") {
+    if cfg.uses_https() {
         use pam_twilio_2fa::ca_store::{load, Source};
-        let source = match &cfg.ca_file {
-            Some(p) => Source::File(p.clone()),
-            None => Source::System,
-        };
-        match load(&source) {
+        match load(&Source::of(&cfg)) {
             Ok(bundle) => roots = Some(bundle.path),
             Err(e) => problems.push(format!("cannot load the CA roots for HTTPS: {e}")),
         }
@@ -115,14 +111,22 @@ fn check_config(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// A group name that does not resolve makes every user verify (the module
-/// cannot tell they are outside it): say so before logins show it.
+/// Group names that do not resolve, said before logins show it: in
+/// `only_groups` or `exempt_groups` every user must then verify (the module
+/// cannot tell they are outside it); in a `[[policy]]` block, logins by
+/// users not matched by an earlier block are denied.
 fn group_warnings(cfg: &Config) {
     use pam_twilio_2fa::users::{SystemUsers, UserDb};
-    for (key, names) in [
-        ("only_groups", &cfg.only_groups),
-        ("exempt_groups", &cfg.exempt_groups),
-    ] {
+    const VERIFY: &str = "every user must verify";
+    const DENIED: &str = "logins by users not matched by an earlier block are denied";
+    let mut lists = vec![
+        ("only_groups".to_string(), &cfg.only_groups, VERIFY),
+        ("exempt_groups".to_string(), &cfg.exempt_groups, VERIFY),
+    ];
+    for (i, p) in cfg.policies.iter().enumerate() {
+        lists.push((format!("policy[{}].groups", i + 1), &p.groups, DENIED));
+    }
+    for (key, names, consequence) in lists {
         for name in names {
             let problem = match SystemUsers.group_id(name) {
                 Ok(Some(_)) => continue,
@@ -130,23 +134,7 @@ fn group_warnings(cfg: &Config) {
                 Err(e) => e,
             };
             println!(
-                "warning: {key}: group \"{}\": {problem}; while it does not resolve, every user must verify",
-                terminal_safe(name)
-            );
-        }
-    }
-    // A policy group that does not resolve denies every login that reaches
-    // its block undecided.
-    for (i, p) in cfg.policies.iter().enumerate() {
-        for name in &p.groups {
-            let problem = match SystemUsers.group_id(name) {
-                Ok(Some(_)) => continue,
-                Ok(None) => "no such group".to_string(),
-                Err(e) => e,
-            };
-            println!(
-                "warning: policy[{}].groups: group \"{}\": {problem}; while it does not resolve, logins by users not matched by an earlier block are denied",
-                i + 1,
+                "warning: {key}: group \"{}\": {problem}; while it does not resolve, {consequence}",
                 terminal_safe(name)
             );
         }
