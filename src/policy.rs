@@ -10,6 +10,7 @@ use crate::config::{Config, ConfigError};
 use crate::method::Method;
 use crate::users::{Account, UserDb};
 use serde::Deserialize;
+use std::borrow::Cow;
 
 /// The settings a policy block may change. `None`: not set at this layer.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -255,16 +256,22 @@ pub fn matching_block(
 }
 
 /// The config `account` logs in with, and the block (from 0) that set it.
-pub fn effective(
-    cfg: &Config,
+pub fn effective<'c>(
+    cfg: &'c Config,
     account: &Account,
     users: &dyn UserDb,
-) -> Result<(Config, Option<usize>), String> {
+) -> Result<(Cow<'c, Config>, Option<usize>), String> {
     let block = matching_block(&cfg.policies, account, users)?;
-    let mut out = cfg.clone();
-    if let Some(i) = block {
-        cfg.policies[i].overrides.apply(&mut out);
-    }
+    // Copied only when a block changes something (the copy holds the
+    // credentials too).
+    let out = match block {
+        Some(i) => {
+            let mut out = cfg.clone();
+            cfg.policies[i].overrides.apply(&mut out);
+            Cow::Owned(out)
+        }
+        None => Cow::Borrowed(cfg),
+    };
     Ok((out, block))
 }
 

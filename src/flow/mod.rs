@@ -218,7 +218,11 @@ pub fn authenticate(cfg: &Config, login: &Login, env: &mut Env) -> Outcome {
 
 /// The config with the account's `[[policy]]` block applied. A block that
 /// cannot be decided denies the login (see `policy::matching_block`).
-fn with_policy(cfg: &Config, account: &Account, env: &mut Env) -> Result<Config, Outcome> {
+fn with_policy<'c>(
+    cfg: &'c Config,
+    account: &Account,
+    env: &mut Env,
+) -> Result<std::borrow::Cow<'c, Config>, Outcome> {
     match crate::policy::effective(cfg, account, env.users) {
         Ok((cfg, block)) => {
             if let Some(i) = block {
