@@ -32,14 +32,11 @@ fn child_login() {
 fn an_inline_auth_token_is_wiped_once_the_login_is_over() {
     // Random, so no other data in the child can look like it by chance.
     let token = format!("tok{:016x}{:016x}", rand(), rand());
-    let dir = Lab::new("t2fa-outbox").expect("lab");
-    let outbox = dir.dir.join("outbox");
     let sim = SimConfig {
         auth_token: token.clone(),
-        outbox: Some(outbox.clone()),
         ..SimConfig::default()
     };
-    let s = Setup::with_simulator(sim, "allowed_methods = [\"sms\"]\n");
+    let (s, dir, outbox) = Setup::with_outbox(sim, "allowed_methods = [\"sms\"]\n");
     assert!(std::fs::read_to_string(&s.lab.config)
         .unwrap()
         .contains(&format!("auth_token = \"{token}\"")));

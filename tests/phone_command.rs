@@ -221,20 +221,9 @@ fn in_a_host_that_ignores_sigchld() {
                 let (s, start) = (&s, &start);
                 let phone = format!("+1201555{n}");
                 scope.spawn(move || {
-                    let responder = Box::new(move |style: Style, _: &str| -> Option<String> {
-                        if !matches!(style, Style::EchoOff | Style::EchoOn) {
-                            return Some(String::new());
-                        }
-                        let all = s.sim.deliveries();
-                        all.iter()
-                            .rev()
-                            .find(|d| d.to == phone)
-                            .map(|d| d.code.clone())
-                    });
                     start.wait();
-                    let mut tx = Transaction::start(SERVICE, user, Some(&s.lab.confdir), responder)
-                        .expect("pam_start_confdir");
-                    code_name(tx.authenticate(0)).to_string()
+                    let r = s.login_as(user, None, 0, vec![Answer::CodeTo(phone)]);
+                    code_name(r.rc).to_string()
                 })
             })
             .collect();

@@ -44,13 +44,10 @@ fn child_login() {
 /// A setup whose simulator writes each code to an outbox the child reads;
 /// the outbox's folder lives as long as the returned `Lab`.
 fn setup(stack: Option<&str>) -> (Setup, Lab, PathBuf) {
-    let dir = Lab::new("t2fa-outbox").expect("lab");
-    let outbox = dir.dir.join("outbox");
-    let sim = SimConfig {
-        outbox: Some(outbox.clone()),
-        ..SimConfig::default()
-    };
-    let s = Setup::with_simulator(sim, &format!("allowed_methods = [\"sms\"]\n{HTTP_TIMEOUT}"));
+    let (s, dir, outbox) = Setup::with_outbox(
+        SimConfig::default(),
+        &format!("allowed_methods = [\"sms\"]\n{HTTP_TIMEOUT}"),
+    );
     if let Some(text) = stack {
         s.stack(text);
     }

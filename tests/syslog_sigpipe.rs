@@ -11,7 +11,6 @@ mod common;
 mod reexec;
 
 use common::*;
-use pam_twilio_2fa::lab::Lab;
 use pam_twilio_2fa::pam_client::{code_name, PAM_SUCCESS};
 use pam_twilio_2fa::simulator::SimConfig;
 use reexec::ChildLogin;
@@ -168,13 +167,8 @@ fn a_syslog_restart_mid_login_does_not_kill_the_host() {
         0,
         "needs root (mount namespace)"
     );
-    let outbox_dir = Lab::new("t2fa-outbox").expect("lab");
-    let outbox = outbox_dir.dir.join("outbox");
-    let sim = SimConfig {
-        outbox: Some(outbox.clone()),
-        ..SimConfig::default()
-    };
-    let s = Setup::with_simulator(sim, "allowed_methods = [\"sms\"]\n");
+    let (s, _outbox_dir, outbox) =
+        Setup::with_outbox(SimConfig::default(), "allowed_methods = [\"sms\"]\n");
     let socket = s.lab.dir.join("log");
     let restarted = s.lab.dir.join("restarted");
     let daemon = Daemon::start(&socket, restarted.clone());

@@ -98,6 +98,19 @@ impl Setup {
         Setup::with_simulator(SimConfig::default(), extra)
     }
 
+    /// Like `with_simulator`, and the simulator also appends each code to
+    /// an outbox file, for a login in a child process to read
+    /// (tests/reexec). The outbox's folder lives as long as the `Lab`.
+    pub fn with_outbox(sim_config: SimConfig, extra: &str) -> (Setup, Lab, PathBuf) {
+        let dir = Lab::new("t2fa-outbox").expect("lab");
+        let outbox = dir.dir.join("outbox");
+        let sim = SimConfig {
+            outbox: Some(outbox.clone()),
+            ..sim_config
+        };
+        (Setup::with_simulator(sim, extra), dir, outbox)
+    }
+
     /// Like `new`, with a simulator configured by the test.
     pub fn with_simulator(sim_config: SimConfig, extra: &str) -> Setup {
         let sim = Simulator::start("127.0.0.1:0", sim_config).expect("simulator");
