@@ -297,10 +297,7 @@ fn write_new_file(dir: &Path, file: &Path, contents: &[u8]) -> std::io::Result<(
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
-    // Makes the rename durable.
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
+    crate::state::sync_parent(file);
     Ok(())
 }
 

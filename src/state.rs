@@ -448,7 +448,7 @@ fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
 }
 
 /// Makes a rename in `file`'s directory durable.
-fn sync_parent(file: &Path) {
+pub(crate) fn sync_parent(file: &Path) {
     if let Some(dir) = file.parent() {
         if let Ok(d) = File::open(dir) {
             let _ = d.sync_all();
