@@ -141,7 +141,7 @@ impl PhoneDirectory {
                 .create(&self.path)
                 .map_err(|e| err(e.to_string()))?;
         }
-        crate::state::check_dir_safety(&self.path, 0o022).map_err(err)?;
+        secure_file::check_dir(&self.path, 0o022).map_err(err)?;
         write_new_file(&self.path, &file, format!("{e164}\n").as_bytes())
             .map_err(|e| err(e.to_string()))
     }

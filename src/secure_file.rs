@@ -26,7 +26,7 @@ pub enum Mode {
 }
 
 /// Root, or whoever runs us (so tests can run unprivileged).
-fn root_or_us(uid: u32) -> bool {
+pub(crate) fn root_or_us(uid: u32) -> bool {
     uid == 0 || uid == unsafe { libc::geteuid() }
 }
 

@@ -4,6 +4,7 @@
 //! atomically (write a spare file, fsync, swap it in).
 
 use crate::method::Method;
+use crate::secure_file::{check_dir, root_or_us};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -224,7 +225,7 @@ impl StateDir {
             }
             Err(e) => return Err(StateError::Unsafe(format!("{}: {e}", self.path.display()))),
         }
-        check_dir_safety(&self.path, 0o077).map_err(StateError::Unsafe)?;
+        check_dir(&self.path, 0o077).map_err(StateError::Unsafe)?;
         self.checked.store(true, Ordering::Relaxed);
         Ok(())
     }
@@ -285,7 +286,7 @@ impl StateDir {
                 "{shown}: not a small regular file"
             )));
         }
-        if !owner_ok(md.uid()) || md.mode() & 0o077 != 0 {
+        if !root_or_us(md.uid()) || md.mode() & 0o077 != 0 {
             return Err(StateError::Corrupt(format!(
                 "{shown}: must be owned by root with mode 0600"
             )));
@@ -348,16 +349,6 @@ impl StateDir {
     }
 }
 
-fn owner_ok(uid: u32) -> bool {
-    uid == 0 || uid == unsafe { libc::geteuid() }
-}
-
-/// The directory and every parent must belong to root (or us) and must not
-/// be writable by group or others; see `secure_file::check_dir`.
-pub(crate) fn check_dir_safety(path: &Path, forbidden: u32) -> Result<(), String> {
-    crate::secure_file::check_dir(path, forbidden)
-}
-
 /// Replaces `file` with `contents` (mode 0600) so that a reader, or a
 /// process killed at any instant, sees the old or the new file, never a
 /// torn one, for files rewritten on every login: the old file is
@@ -395,7 +386,7 @@ fn write_durably(path: &Path, contents: &[u8]) -> std::io::Result<()> {
         Err(e) => return Err(e),
     };
     let md = f.metadata()?;
-    if !md.is_file() || md.nlink() != 1 || !owner_ok(md.uid()) {
+    if !md.is_file() || md.nlink() != 1 || !root_or_us(md.uid()) {
         // Not ours to reuse (an administrator's leftover, or a second name
         // for some other file, whose contents must not be overwritten).
         drop(f);
