@@ -39,12 +39,18 @@ const NOT_BLOCKING: i32 = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC 
 /// Opens `path` for reading after checking its directories, then checks the
 /// opened file. `Ok(None)` when there is no such file.
 pub fn open_if_exists(path: &Path, mode: Mode) -> Result<Option<File>, String> {
-    let real = locate(path)?;
-    let file = match OpenOptions::new()
-        .read(true)
-        .custom_flags(NOT_BLOCKING)
-        .open(&real)
-    {
+    open_checked(&locate(path)?, OpenOptions::new().read(true), mode)
+}
+
+/// Opens `real` (its directories already checked) with `options`, never
+/// following a symlink or waiting, then checks the opened file.
+/// `Ok(None)` when there is no such file.
+fn open_checked(
+    real: &Path,
+    options: &mut OpenOptions,
+    mode: Mode,
+) -> Result<Option<File>, String> {
+    let file = match options.custom_flags(NOT_BLOCKING).open(real) {
         Ok(f) => f,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(open_error(e)),
@@ -85,34 +91,22 @@ pub fn read_from(file: File, limit: u64) -> Result<String, String> {
 /// A FIFO, device, symlink or a file others may write is refused, never
 /// waited on.
 pub fn open_append(path: &Path) -> Result<File, String> {
-    let real = locate(path)?;
-    let file = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(NOT_BLOCKING)
-        .open(&real)
-        .map_err(open_error)?;
-    let md = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
-    check_opened(&md, Mode::Policy)?;
-    Ok(file)
+    let mut options = OpenOptions::new();
+    options.append(true).create(true).mode(0o600);
+    // Created if missing, so "no such file" means its directory went away.
+    open_checked(&locate(path)?, &mut options, Mode::Policy)?
+        .ok_or_else(|| open_error(std::io::Error::from_raw_os_error(libc::ENOENT)))
 }
 
 /// What `open_append` would say about `path`, without creating it: for
 /// `twilio-2fa check-config`.
 pub fn check_append(path: &Path) -> Result<(), String> {
-    let real = locate(path)?;
-    let file = match OpenOptions::new()
-        .append(true)
-        .custom_flags(NOT_BLOCKING)
-        .open(&real)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(open_error(e)),
-    };
-    let md = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
-    check_opened(&md, Mode::Policy)
+    open_checked(
+        &locate(path)?,
+        OpenOptions::new().append(true),
+        Mode::Policy,
+    )
+    .map(|_| ())
 }
 
 /// The `[phones] command` program: it and every directory above it must
