@@ -286,6 +286,16 @@ fn default_region() -> String {
 }
 
 impl Config {
+    /// True when some login may be remembered: the top level's `remember`,
+    /// or a `[[policy]]` block's.
+    pub fn may_remember(&self) -> bool {
+        self.remember > 0
+            || self
+                .policies
+                .iter()
+                .any(|p| p.overrides.remember.is_some_and(|r| r > 0))
+    }
+
     /// True when a request may go over HTTPS, so the CA roots are needed.
     pub fn uses_https(&self) -> bool {
         self.verify_url.starts_with("https://") || self.lookup_url.starts_with("https://")

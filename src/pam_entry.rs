@@ -131,8 +131,9 @@ fn authenticate(pamh: &Pam, flags: PamFlags, args: &[String]) -> PamError {
         service: &service,
         hostname: &hostname,
         caller_uid: unsafe { libc::getuid() },
-        // Only a local login that may be remembered needs it.
-        session: (cfg.remember > 0 && rhost.is_none())
+        // Only a local login that may be remembered needs it (the policy
+        // block that applies is known only later, in the flow).
+        session: (cfg.may_remember() && rhost.is_none())
             .then(crate::session::current)
             .flatten(),
     };

@@ -131,6 +131,23 @@ fn a_local_login_is_remembered_on_its_terminal_only() {
         .assert_rc(PAM_CONV_ERR);
 }
 
+/// `remember` set only by a `[[policy]]` block works for local logins too:
+/// the terminal session is read whenever any block may remember.
+#[test]
+fn a_policy_that_turns_remember_on_remembers_local_logins() {
+    if !is_host() {
+        return in_own_session("a_policy_that_turns_remember_on_remembers_local_logins");
+    }
+    let s = Setup::sms(&format!(
+        "[[policy]]\nusers = [\"{USER}\"]\nremember = 600\n"
+    ));
+    s.login_full(USER, None, Some(TTY), 0, vec![Answer::Code])
+        .assert_rc(PAM_SUCCESS);
+    s.login_full(USER, None, Some(TTY), 0, vec![])
+        .assert_rc(PAM_SUCCESS);
+    assert_eq!(s.sends().len(), 1, "remembered: nothing sent");
+}
+
 #[test]
 fn a_local_login_is_not_remembered_for_another_service() {
     if !is_host() {
