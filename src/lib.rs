@@ -12,6 +12,7 @@ pub mod event_log;
 pub mod events;
 pub mod flow;
 mod https;
+pub mod i18n;
 pub mod lab;
 pub mod method;
 pub mod net;

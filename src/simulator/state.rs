@@ -12,6 +12,13 @@ pub const MAX_CHECKS: u32 = 5;
 pub const MAX_SENDS: usize = 5;
 pub const SEND_WINDOW: u64 = 600;
 const CHANNELS: [&str; 3] = ["sms", "call", "whatsapp"];
+/// The `Locale` values Twilio Verify documents (twilio.com/docs/verify/supported-languages);
+/// Twilio answers any other with a 404, and tells callers to retry without it.
+pub const LOCALES: [&str; 43] = [
+    "af", "ar", "ca", "cs", "da", "de", "el", "en", "en-GB", "es", "es-MX", "et", "fi", "fr",
+    "fr-CA", "he", "hi", "hr", "hu", "id", "it", "ja", "kn", "ko", "lt", "mr", "ms", "nb", "nl",
+    "pl", "pt", "pt-BR", "ro", "ru", "sk", "sv", "ta", "te", "th", "tl", "tr", "uk", "vi",
+];
 
 /// A Twilio-style answer: HTTP status and JSON body.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,6 +48,8 @@ pub struct Delivery {
     pub code: String,
     pub sid: String,
     pub friendly_name: Option<String>,
+    /// The `Locale` the request asked for, if any.
+    pub locale: Option<String>,
 }
 
 struct Verification {
@@ -187,6 +196,15 @@ impl VerifyState {
         if !CHANNELS.contains(&channel) {
             return twilio_error(400, 60200, "Invalid parameter `Channel`");
         }
+        if let Some(locale) = form.get("Locale") {
+            if !LOCALES.contains(&locale.as_str()) {
+                return twilio_error(
+                    404,
+                    20404,
+                    &format!("The requested resource /Locales/{locale} was not found"),
+                );
+            }
+        }
         let window = self.sends.entry(to.to_string()).or_default();
         while window.front().is_some_and(|t| now >= t + SEND_WINDOW) {
             window.pop_front();
@@ -231,6 +249,7 @@ impl VerifyState {
             code: v.code.clone(),
             sid: v.sid.clone(),
             friendly_name: form.get("CustomFriendlyName").cloned(),
+            locale: form.get("Locale").cloned(),
         };
         self.deliveries.push(delivery);
         let v = &self.live[&sid];
@@ -448,6 +467,27 @@ mod tests {
         }
         let a = s.check(1, &form(&[("VerificationSid", &sid), ("Code", wrong)]));
         assert_eq!((a.status, a.body["code"].as_u64()), (429, Some(60202)));
+    }
+
+    #[test]
+    fn a_documented_locale_is_kept_and_an_unknown_one_is_a_404_that_sends_nothing() {
+        let mut s = state();
+        let to = ("To", "+12015552671");
+        let ok = s.create(0, &form(&[to, ("Channel", "sms"), ("Locale", "pt-BR")]));
+        assert_eq!(ok.status, 201);
+        assert_eq!(s.deliveries[0].locale.as_deref(), Some("pt-BR"));
+        for bad in ["xx", "pt_BR", "de-DE"] {
+            let a = s.create(1, &form(&[to, ("Channel", "sms"), ("Locale", bad)]));
+            assert_eq!(
+                (a.status, a.body["code"].as_u64()),
+                (404, Some(20404)),
+                "{bad}"
+            );
+        }
+        assert_eq!(s.deliveries.len(), 1);
+        for i in 0..4 {
+            assert_eq!(send(&mut s, 2 + i).status, 201, "refusals are not sends");
+        }
     }
 
     #[test]

@@ -1,0 +1,446 @@
+//! Languages: every text a user sees comes from a message catalog, by id.
+//!
+//! The catalogs are gettext `.po` files under `po/`, compiled into the
+//! module with `include_str!`, so a login never opens a catalog file. English
+//! is the template's msgids; a missing or empty translation falls back to it.
+//! Admins may override any text (`[messages]` in the config), per language.
+
+mod catalog;
+mod po;
+
+pub use catalog::{Kind, Msg};
+
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::OnceLock;
+
+/// The languages the module ships.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+pub enum Language {
+    #[default]
+    En,
+    De,
+    Es,
+    Fr,
+    PtBr,
+}
+
+impl Language {
+    pub const ALL: [Language; 5] = [
+        Language::En,
+        Language::De,
+        Language::Es,
+        Language::Fr,
+        Language::PtBr,
+    ];
+
+    /// The code used in the config (`language = "pt_BR"`) and in `po/`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Language::En => "en",
+            Language::De => "de",
+            Language::Es => "es",
+            Language::Fr => "fr",
+            Language::PtBr => "pt_BR",
+        }
+    }
+
+    /// Accepts the config spelling and its common variants (`pt-BR`, `PT_br`).
+    pub fn parse(s: &str) -> Option<Language> {
+        let norm = s.replace('-', "_").to_ascii_lowercase();
+        Language::ALL
+            .into_iter()
+            .find(|l| l.code().to_ascii_lowercase() == norm)
+    }
+
+    /// Twilio Verify's `Locale` for this language.
+    pub fn twilio_locale(self) -> &'static str {
+        match self {
+            Language::PtBr => "pt-BR",
+            other => other.code(),
+        }
+    }
+
+    fn source(self) -> &'static str {
+        match self {
+            Language::En => include_str!("../../po/twilio-2fa.pot"),
+            Language::De => include_str!("../../po/de.po"),
+            Language::Es => include_str!("../../po/es.po"),
+            Language::Fr => include_str!("../../po/fr.po"),
+            Language::PtBr => include_str!("../../po/pt_BR.po"),
+        }
+    }
+
+    /// The header each catalog must carry: the plural rule below is this one.
+    fn plural_forms(self) -> &'static str {
+        match self {
+            Language::En | Language::De | Language::Es => "nplurals=2; plural=(n != 1);",
+            Language::Fr | Language::PtBr => "nplurals=2; plural=(n > 1);",
+        }
+    }
+
+    pub fn nplurals(self) -> usize {
+        2
+    }
+
+    /// Which plural form `n` takes (French and Portuguese count 0 as singular).
+    fn plural_index(self, n: u64) -> usize {
+        match self {
+            Language::En | Language::De | Language::Es => usize::from(n != 1),
+            Language::Fr | Language::PtBr => usize::from(n > 1),
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for Language {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl<'de> Deserialize<'de> for Language {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Language::parse(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "\"{}\" is not a language this module ships; use one of {}",
+                s.escape_debug(),
+                Language::ALL.map(Language::code).join(", ")
+            ))
+        })
+    }
+}
+
+/// A text's forms: one, or one per plural form.
+type Forms = Vec<String>;
+
+/// One language's texts by message.
+#[derive(Debug, Default)]
+struct Catalog {
+    texts: HashMap<Msg, Forms>,
+}
+
+/// Parses a compiled-in catalog. English takes its msgids, the others their
+/// msgstrs; fuzzy and empty entries are left out (English is used instead),
+/// as msgfmt would.
+fn load(lang: Language) -> Result<Catalog, String> {
+    let entries = po::parse(lang.source())?;
+    if lang != Language::En && po::plural_forms(&entries) != Some(lang.plural_forms()) {
+        return Err(format!("Plural-Forms must be \"{}\"", lang.plural_forms()));
+    }
+    let mut texts = HashMap::new();
+    for e in entries {
+        let Some(id) = e.context.as_deref() else {
+            continue;
+        };
+        let msg = Msg::from_id(id).ok_or_else(|| format!("unknown message id {id}"))?;
+        let forms: Forms = if lang == Language::En {
+            std::iter::once(e.id).chain(e.id_plural).collect()
+        } else {
+            e.translations
+        };
+        if e.fuzzy || forms.iter().any(String::is_empty) {
+            continue;
+        }
+        texts.insert(msg, forms);
+    }
+    Ok(Catalog { texts })
+}
+
+fn catalog(lang: Language) -> &'static Catalog {
+    static CATALOGS: [OnceLock<Catalog>; 5] = [const { OnceLock::new() }; 5];
+    // A broken catalog (the tests keep it from shipping) means English.
+    CATALOGS[lang.index()].get_or_init(|| load(lang).unwrap_or_default())
+}
+
+/// The admin's `[messages]`: texts for every language, and per language.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    all: HashMap<Msg, Forms>,
+    by_language: HashMap<Language, HashMap<Msg, Forms>>,
+}
+
+impl Overrides {
+    /// Checks the `[messages]` table. Top-level keys are message ids and
+    /// apply to every language; a table named for a language (`[messages.de]`)
+    /// holds that language's own, which win.
+    pub fn from_table(table: &toml::Table) -> Result<Overrides, String> {
+        let mut out = Overrides::default();
+        for (key, value) in table {
+            if let (Some(lang), toml::Value::Table(t)) = (Language::parse(key), value) {
+                let mut texts = HashMap::new();
+                for (id, v) in t {
+                    let at = format!("messages.{key}.{id}");
+                    let (msg, forms) = override_text(&at, id, v, &[lang])?;
+                    texts.insert(msg, forms);
+                }
+                out.by_language.insert(lang, texts);
+                continue;
+            }
+            let at = format!("messages.{key}");
+            let (msg, forms) = override_text(&at, key, value, &Language::ALL)?;
+            out.all.insert(msg, forms);
+        }
+        Ok(out)
+    }
+
+    fn get(&self, lang: Language, msg: Msg) -> Option<&Forms> {
+        self.by_language
+            .get(&lang)
+            .and_then(|t| t.get(&msg))
+            .or_else(|| self.all.get(&msg))
+    }
+
+    /// The ids overridden for `lang`, for `twilio-2fa messages`.
+    pub fn is_overridden(&self, lang: Language, msg: Msg) -> bool {
+        self.get(lang, msg).is_some()
+    }
+}
+
+/// One override: a known, overridable id; a string, or for a plural
+/// message one string per plural form; every placeholder, no other, no
+/// control characters.
+fn override_text(
+    at: &str,
+    id: &str,
+    value: &toml::Value,
+    langs: &[Language],
+) -> Result<(Msg, Forms), String> {
+    let msg = Msg::from_id(id).ok_or_else(|| {
+        let lang_hint = if value.is_table() {
+            format!(
+                "; a language table must be one of {}",
+                Language::ALL.map(Language::code).join(", ")
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "{at}: there is no message with this id (`twilio-2fa messages` lists them){lang_hint}"
+        )
+    })?;
+    if msg.kind() == Kind::Answer {
+        return Err(format!(
+            "{at}: the words users type cannot be overridden (scripts and prompts depend on them)"
+        ));
+    }
+    let forms: Forms = match value {
+        toml::Value::String(s) => vec![s.clone()],
+        toml::Value::Array(items) if msg.kind() == Kind::Plural => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_string))
+            .collect::<Option<_>>()
+            .ok_or_else(|| format!("{at}: every plural form must be a string"))?,
+        _ if msg.kind() == Kind::Plural => {
+            return Err(format!(
+                "{at}: must be a string, or a list of one string per plural form"
+            ))
+        }
+        _ => return Err(format!("{at}: must be a string")),
+    };
+    if value.is_array() {
+        if let Some(l) = langs.iter().find(|l| l.nplurals() != forms.len()) {
+            return Err(format!(
+                "{at}: {} has {} plural forms, not {}",
+                l.code(),
+                l.nplurals(),
+                forms.len()
+            ));
+        }
+    }
+    for text in &forms {
+        check_text(at, msg, text)?;
+    }
+    Ok((msg, forms))
+}
+
+/// Placeholders exactly as the message has them; no control characters
+/// (a newline or escape sequence would let a text forge the terminal).
+fn check_text(at: &str, msg: Msg, text: &str) -> Result<(), String> {
+    if text.trim().is_empty() {
+        return Err(format!("{at}: must not be empty"));
+    }
+    if text.len() > 1024 {
+        return Err(format!("{at}: longer than 1024 bytes"));
+    }
+    if let Some(c) = text.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "{at}: contains the control character {:?}; write it on one line, without escapes",
+            c
+        ));
+    }
+    let used = placeholders(text).map_err(|why| format!("{at}: {why}"))?;
+    let expected = msg.placeholders();
+    if let Some(p) = used.iter().find(|p| !expected.contains(p)) {
+        return Err(format!(
+            "{at}: unknown placeholder {{{p}}}; this message has {}",
+            describe(expected)
+        ));
+    }
+    if let Some(p) = expected.iter().find(|p| !used.contains(p)) {
+        return Err(format!("{at}: must contain the placeholder {{{p}}}"));
+    }
+    Ok(())
+}
+
+fn describe(placeholders: &[&str]) -> String {
+    if placeholders.is_empty() {
+        return "none".into();
+    }
+    placeholders
+        .iter()
+        .map(|p| format!("{{{p}}}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The `{name}` placeholders of a text; a `{` or `}` that is not part of
+/// one is an error.
+fn placeholders(text: &str) -> Result<Vec<&str>, String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find(['{', '}']) {
+        if rest[i..].starts_with('}') {
+            return Err("a } without its {".into());
+        }
+        let after = &rest[i + 1..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| "a { without its }".to_string())?;
+        let name = &after[..end];
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+            return Err(format!("{{{name}}} is not a placeholder name"));
+        }
+        out.push(name);
+        rest = &after[end + 1..];
+    }
+    Ok(out)
+}
+
+/// Fills `{name}` placeholders; a name without a value stays as it is.
+fn fill(text: &str, args: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(text.len() + 32);
+    let mut rest = text;
+    while let Some(i) = rest.find('{') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        match after.find('}').map(|end| (&after[..end], end)) {
+            Some((name, end)) if args.iter().any(|(n, _)| *n == name) => {
+                let value = args.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+                out.push_str(value.unwrap_or_default());
+                rest = &after[end + 1..];
+            }
+            _ => {
+                out.push('{');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// What a user may type at a prompt besides a code or number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    NewCode,
+    OtherMethod,
+    Change,
+    Skip,
+}
+
+impl Answer {
+    /// The one-letter key and the word for it.
+    fn words(self) -> &'static [Msg] {
+        match self {
+            Answer::NewCode => &[Msg::KeyNewCode, Msg::WordNewCode],
+            Answer::OtherMethod => &[Msg::KeyOtherMethod, Msg::WordOtherMethod],
+            Answer::Change => &[Msg::KeyChange, Msg::WordChange],
+            Answer::Skip => &[Msg::WordSkip],
+        }
+    }
+}
+
+/// The texts of one login: its language and the admin's overrides.
+#[derive(Debug, Clone, Copy)]
+pub struct Texts<'a> {
+    pub language: Language,
+    overrides: &'a Overrides,
+}
+
+static NO_OVERRIDES: OnceLock<Overrides> = OnceLock::new();
+
+impl<'a> Texts<'a> {
+    pub fn new(language: Language, overrides: &'a Overrides) -> Texts<'a> {
+        Texts {
+            language,
+            overrides,
+        }
+    }
+
+    /// A language's texts as shipped, without the admin's overrides.
+    pub fn shipped(language: Language) -> Texts<'static> {
+        Texts::new(language, NO_OVERRIDES.get_or_init(Overrides::default))
+    }
+
+    /// The shipped English texts, for where no config could be read.
+    pub fn english() -> Texts<'static> {
+        Texts::shipped(Language::En)
+    }
+
+    fn forms(&self, msg: Msg) -> &'a [String] {
+        if let Some(f) = self.overrides.get(self.language, msg) {
+            return f;
+        }
+        let shipped = |l: Language| catalog(l).texts.get(&msg).map(Vec::as_slice);
+        shipped(self.language)
+            .or_else(|| shipped(Language::En))
+            .unwrap_or(&[])
+    }
+
+    /// A message without placeholders.
+    pub fn text(&self, msg: Msg) -> String {
+        self.forms(msg).first().cloned().unwrap_or_default()
+    }
+
+    /// A message with its placeholders filled.
+    pub fn fmt(&self, msg: Msg, args: &[(&str, &str)]) -> String {
+        fill(&self.text(msg), args)
+    }
+
+    /// A plural message: the form for `n`; `{name}` of `count_name` is `n`.
+    pub fn count(&self, msg: Msg, count_name: &str, n: u64) -> String {
+        let forms = self.forms(msg);
+        let i = if forms.len() > 1 {
+            self.language.plural_index(n).min(forms.len() - 1)
+        } else {
+            0
+        };
+        let text = forms.get(i).map(String::as_str).unwrap_or_default();
+        fill(text, &[(count_name, &n.to_string())])
+    }
+
+    /// Whether `typed` means `answer`, in this language or in English.
+    pub fn means(&self, typed: &str, answer: Answer) -> bool {
+        let typed = typed.trim();
+        answer.words().iter().any(|w| {
+            [self.language, Language::En]
+                .into_iter()
+                .filter_map(|l| catalog(l).texts.get(w)?.first())
+                .any(|word| word.to_lowercase() == typed.to_lowercase())
+        })
+    }
+
+    /// The key shown for `answer` in prompts (`r`, or its translation).
+    pub fn key(&self, answer: Answer) -> String {
+        self.text(answer.words()[0])
+    }
+}
+
+#[cfg(test)]
+mod tests;
