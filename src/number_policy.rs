@@ -4,6 +4,7 @@
 //! allowed line type per Twilio Lookup; lookups never run on plain logins.
 
 use crate::config::Config;
+use crate::i18n::{Msg, Texts};
 use crate::phone::{ParseError, PhoneNumber};
 use crate::verify::ApiError;
 
@@ -31,50 +32,52 @@ pub enum Rejection {
 }
 
 impl Rejection {
-    /// What the user (or the admin at the CLI) is told.
+    /// What the admin at the CLI is told (English).
     pub fn message(&self) -> String {
+        self.text(&Texts::english())
+    }
+
+    /// What the user is told, in the login's language.
+    pub fn text(&self, t: &Texts) -> String {
         match self {
-            Rejection::NotANumber => "That does not look like a phone number.".into(),
-            Rejection::NeedsCountryCode => {
-                "Enter the number with + and the country code, for example +44 20 7946 0018.".into()
+            Rejection::NotANumber => t.text(Msg::NumberNotANumber),
+            Rejection::NeedsCountryCode => t.text(Msg::NumberNeedsCountryCode),
+            Rejection::Country(Some(c)) => t.fmt(Msg::NumberCountryNamed, &[("country", c)]),
+            Rejection::Country(None) => t.text(Msg::NumberCountry),
+            Rejection::LineType(Some(lt)) if lt != "unknown" => {
+                let name = line_type_name(lt, t);
+                t.fmt(Msg::NumberLineType, &[("line_type", &name)])
             }
-            Rejection::Country(Some(c)) => format!("Numbers from {c} are not allowed."),
-            Rejection::Country(None) => "Numbers from that country are not allowed.".into(),
-            Rejection::LineType(Some(t)) if t != "unknown" => {
-                format!(
-                    "{} numbers cannot receive codes; use a mobile number.",
-                    line_type_name(t)
-                )
-            }
-            Rejection::LineType(_) => {
-                "The type of that number could not be determined; use a mobile number.".into()
-            }
-            Rejection::LookupUnavailable(_) => {
-                "Unable to check this number right now; try again later.".into()
-            }
+            Rejection::LineType(_) => t.text(Msg::NumberLineTypeUnknown),
+            Rejection::LookupUnavailable(_) => t.text(Msg::NumberLookupUnavailable),
         }
     }
 }
 
-fn line_type_name(t: &str) -> String {
-    match t {
-        "landline" => "Landline".into(),
-        "fixedVoip" => "Fixed VoIP".into(),
-        "nonFixedVoip" => "VoIP".into(),
-        "tollFree" => "Toll-free".into(),
-        "premium" => "Premium-rate".into(),
-        "sharedCost" => "Shared-cost".into(),
-        "uan" => "UAN".into(),
-        "voicemail" => "Voicemail".into(),
-        "pager" => "Pager".into(),
-        "personal" => "Personal".into(),
-        "mobile" => "Mobile".into(),
-        other => other
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric())
-            .take(20)
-            .collect(),
-    }
+/// Twilio Lookup's line types by name; an unlisted one is shown as Twilio
+/// sent it, cut to letters and digits (it is untrusted input).
+fn line_type_name(lt: &str, t: &Texts) -> String {
+    let msg = match lt {
+        "landline" => Msg::LineTypeLandline,
+        "fixedVoip" => Msg::LineTypeFixedVoip,
+        "nonFixedVoip" => Msg::LineTypeVoip,
+        "tollFree" => Msg::LineTypeTollFree,
+        "premium" => Msg::LineTypePremium,
+        "sharedCost" => Msg::LineTypeSharedCost,
+        "uan" => Msg::LineTypeUan,
+        "voicemail" => Msg::LineTypeVoicemail,
+        "pager" => Msg::LineTypePager,
+        "personal" => Msg::LineTypePersonal,
+        "mobile" => Msg::LineTypeMobile,
+        other => {
+            return other
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric())
+                .take(20)
+                .collect()
+        }
+    };
+    t.text(msg)
 }
 
 /// Parse and country checks: for every number, including stored ones.

@@ -655,11 +655,21 @@ fn deliver(cfg: &SimConfig, d: &Delivery) {
             _ => "Text message",
         };
         let from = d.friendly_name.as_deref().unwrap_or("Twilio Verify");
-        println!(
-            "\n[simulated phone {}] {how}: Your {from} verification code is: {}\n",
-            d.to, d.code
-        );
+        let text = message_text(d.locale.as_deref(), from, &d.code);
+        println!("\n[simulated phone {}] {how}: {text}\n", d.to);
         let _ = std::io::stdout().flush();
+    }
+}
+
+/// The message as Twilio's default template words it in the requested
+/// language (English when none, as for a number without a country match).
+fn message_text(locale: Option<&str>, from: &str, code: &str) -> String {
+    match locale.and_then(|l| l.split('-').next()) {
+        Some("de") => format!("Ihr {from} Verifizierungscode lautet: {code}"),
+        Some("es") => format!("Tu código de verificación de {from} es: {code}"),
+        Some("fr") => format!("Votre code de vérification {from} est : {code}"),
+        Some("pt") => format!("Seu código de verificação {from} é: {code}"),
+        _ => format!("Your {from} verification code is: {code}"),
     }
 }
 
