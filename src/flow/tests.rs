@@ -3,9 +3,9 @@
 use super::*;
 use crate::events::MemoryLog;
 use crate::number_policy::LineInfo;
-use crate::phone_book::SourceError;
+use crate::phone_book::{Found, SourceError};
 use crate::state::{MemoryStore, StateError};
-use crate::verify::Verification;
+use crate::verify::{ApiError, CheckResult, Verification};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 

@@ -1,0 +1,355 @@
+//! Choose a method and send a code, under the user's lock, or
+//! reuse one another login sent; resends and Twilio's send errors.
+
+use super::msg::{self, MENU_HEADER};
+use super::{Flow, Outcome, Step, MENU_ASKS};
+use crate::config::Config;
+use crate::events::{Level, Record};
+use crate::method::Method;
+use crate::phone::PhoneNumber;
+use crate::state::{PendingSend, UserState};
+use crate::verify::{codes, ApiError};
+
+/// What happened under the lock in `send_locked`.
+enum SendResult {
+    NotRun,
+    Ready(PendingSend, bool),
+    Locked(u64),
+    Failed(ApiError),
+    /// A resend asked for within `retry_time` of the user's last send.
+    Wait(u64),
+}
+
+/// A resend: the verification it replaces, and whether Twilio may still
+/// accept a code for it (false once Twilio said it is gone).
+#[derive(Clone, Copy)]
+pub(super) struct Resend<'s> {
+    pub(super) old: &'s str,
+    pub(super) live: bool,
+}
+
+/// What a resend came to.
+pub(super) enum Resent {
+    /// A code to type: newly sent, or (`true`) one another login sent.
+    Code(PendingSend, bool),
+    /// Too early: seconds until a new code may be sent.
+    Wait(u64),
+}
+
+/// A code sent earlier, by this login or another, that is still worth typing.
+pub(super) fn reusable(
+    st: &UserState,
+    phone: &PhoneNumber,
+    now: u64,
+    retry_time: u64,
+) -> Option<PendingSend> {
+    st.pending
+        .clone()
+        .filter(|p| p.to == phone.e164() && now < p.sent_at + retry_time)
+}
+
+impl Flow<'_, '_> {
+    pub(super) fn choose_method(&mut self) -> Step<Method> {
+        self.choose_method_for(MENU_HEADER)
+    }
+
+    fn choose_method_for(&mut self, header: &str) -> Step<Method> {
+        let methods = self.available_methods();
+        if methods.len() == 1 {
+            return Ok(methods[0]);
+        }
+        let menu = format!(
+            "{}Enter 1-{}: ",
+            self.menu_lines(header, &methods),
+            methods.len()
+        );
+        for ask in 1..=MENU_ASKS {
+            let answer = self.env.conv.prompt_echo_on(&menu)?;
+            if let Some(m) = parse_menu_answer(&answer, &methods, self.cfg) {
+                return Ok(m);
+            }
+            if ask < MENU_ASKS {
+                self.error(&format!(
+                    "Please enter a number from 1 to {} or a method name.",
+                    methods.len()
+                ))?;
+            }
+        }
+        self.log(
+            Record::event("verification_failed")
+                .with("user", self.login.user)
+                .with("reason", "no_method_chosen"),
+        );
+        self.error(msg::TOO_MANY_INVALID)?;
+        Err(Outcome::AuthErr)
+    }
+
+    fn menu_lines(&self, header: &str, methods: &[Method]) -> String {
+        let mut menu = format!("{header}\n");
+        for (i, m) in methods.iter().enumerate() {
+            menu.push_str(&format!("  {}. {}\n", i + 1, self.cfg.label(*m)));
+        }
+        menu
+    }
+
+    /// Under the user's lock: reuse a code another login sent within
+    /// `retry_time` to the same number, or send one (and, with `replace`,
+    /// cancel the one it replaces). Holding the lock across the send is what
+    /// stops 20 logins at once from sending 20 codes; checking the lockout
+    /// again under it stops a login that started before a lockout from
+    /// sending after it.
+    pub(super) fn send_locked(
+        &mut self,
+        phone: &PhoneNumber,
+        method: Method,
+        replace: Option<&str>,
+    ) -> Step<(PendingSend, bool)> {
+        // Without a resend's cooldown there is nothing to wait for.
+        let resend = replace.map(|old| Resend { old, live: false });
+        match self.send_under_lock(phone, method, resend, false)? {
+            Resent::Code(p, reused) => Ok((p, reused)),
+            Resent::Wait(_) => {
+                self.admin_error("a send without a cooldown was told to wait".into());
+                Err(Outcome::ServiceErr)
+            }
+        }
+    }
+
+    /// The user typed `r`. `retry_time` runs from the user's last send,
+    /// whichever login made it, and is decided under the user's lock, so
+    /// logins at once cannot each send a code: a newer code another login
+    /// sent is taken over instead of sending one more.
+    pub(super) fn resend_locked(
+        &mut self,
+        phone: &PhoneNumber,
+        method: Method,
+        resend: Resend,
+    ) -> Step<Resent> {
+        self.send_under_lock(phone, method, Some(resend), true)
+    }
+
+    /// The core of `send_locked` and `resend_locked`; `cooldown`: apply
+    /// `retry_time` to a resend.
+    fn send_under_lock(
+        &mut self,
+        phone: &PhoneNumber,
+        method: Method,
+        resend: Option<Resend>,
+        cooldown: bool,
+    ) -> Step<Resent> {
+        let replace = resend.map(|r| r.old);
+        let (api, clock) = (self.env.api, self.env.clock);
+        let (retry_time, friendly) = (self.cfg.retry_time, self.friendly_name(method));
+        let mut result = SendResult::NotRun;
+        let mut canceled = None;
+        self.state_update(&mut |st| {
+            let now = clock.now();
+            if let Some(left) = st.lockout_left(now) {
+                result = SendResult::Locked(left);
+                return;
+            }
+            match (resend, reusable(st, phone, now, retry_time)) {
+                (None, Some(p)) => {
+                    result = SendResult::Ready(p, true);
+                    return;
+                }
+                // Another login sent a newer code within retry_time: use it.
+                (Some(r), Some(p)) if cooldown && p.sid != r.old => {
+                    result = SendResult::Ready(p, true);
+                    return;
+                }
+                _ => {}
+            }
+            // A verification Twilio already called gone may be replaced at
+            // once; a live one only `retry_time` after the user's last send.
+            if cooldown && resend.is_some_and(|r| r.live) {
+                // Old state files have no last_sent_at: the pending send's time.
+                let last = st.last_sent_at.or(st.pending.as_ref().map(|p| p.sent_at));
+                let wait = last.map_or(0, |t| (t + retry_time).saturating_sub(now));
+                if wait > 0 {
+                    result = SendResult::Wait(wait);
+                    return;
+                }
+            }
+            if let Some(old) = replace {
+                canceled = Some(api.cancel(old).map(|_| old.to_string()));
+            }
+            result = match api.send(phone.e164(), method, friendly.as_deref()) {
+                Ok(v) => {
+                    let p = PendingSend {
+                        sid: v.sid,
+                        method,
+                        to: phone.e164().to_string(),
+                        sent_at: now,
+                    };
+                    st.pending = Some(p.clone());
+                    st.last_sent_at = Some(now);
+                    SendResult::Ready(p, false)
+                }
+                Err(e) => {
+                    st.pending = None;
+                    SendResult::Failed(e)
+                }
+            };
+        })?;
+        if let Some(Ok(sid)) = canceled {
+            self.status_changed(&sid, "canceled");
+        }
+        match result {
+            SendResult::Ready(p, reused) => {
+                if !reused {
+                    self.log(
+                        Record::event("verification_sent")
+                            .with("user", self.login.user)
+                            .with("method", p.method.name())
+                            .with("to", phone.masked_e164())
+                            .with("sid", p.sid.clone())
+                            .with("service", self.login.service)
+                            .with("rhost", self.login.rhost.unwrap_or("-")),
+                    );
+                }
+                Ok(Resent::Code(p, reused))
+            }
+            SendResult::Wait(left) => Ok(Resent::Wait(left)),
+            SendResult::Locked(left) => {
+                self.error(&msg::locked_out(left))?;
+                Err(Outcome::MaxTries)
+            }
+            SendResult::Failed(e)
+                if matches!(
+                    e.twilio_code(),
+                    Some(codes::LANDLINE_NO_SMS | codes::CHANNEL_DISABLED)
+                ) =>
+            {
+                self.method_unavailable(&e, phone, method, replace)
+                    .map(|(p, reused)| Resent::Code(p, reused))
+            }
+            SendResult::Failed(e) => Err(self.send_failure(&e, method)),
+            SendResult::NotRun => {
+                self.admin_error("state store returned without running the update".into());
+                Err(Outcome::ServiceErr)
+            }
+        }
+    }
+
+    /// Twilio cannot use `method` for this number (60205 landline, 60223
+    /// channel disabled): offer the other allowed methods, if any.
+    fn method_unavailable(
+        &mut self,
+        e: &ApiError,
+        phone: &PhoneNumber,
+        method: Method,
+        replace: Option<&str>,
+    ) -> Step<(PendingSend, bool)> {
+        self.log(
+            Record::message(
+                Level::Warning,
+                format!("{} cannot be used: {e}", method.name()),
+            )
+            .with("user", self.login.user)
+            .with("to", phone.masked_e164()),
+        );
+        self.unavailable.push(method);
+        if self.available_methods().is_empty() {
+            self.error(msg::NO_METHOD_REACHES)?;
+            return Err(Outcome::AuthErr);
+        }
+        let label = self.cfg.label(method).to_string();
+        self.error(&format!(
+            "A code cannot be sent to this number by {label}; choose another way."
+        ))?;
+        let next = self.choose_method()?;
+        self.send_locked(phone, next, replace)
+    }
+
+    /// The allowed methods, less those Twilio said cannot reach this number.
+    pub(super) fn available_methods(&self) -> Vec<Method> {
+        self.cfg
+            .allowed_methods
+            .iter()
+            .copied()
+            .filter(|m| !self.unavailable.contains(m))
+            .collect()
+    }
+
+    fn send_failure(&mut self, e: &ApiError, method: Method) -> Outcome {
+        let code = e.twilio_code();
+        let (outcome, text) = match (e, code) {
+            (ApiError::Unavailable(why), _) => (self.unreachable("send", why), msg::UNAVAILABLE),
+            (_, Some(codes::BAD_CREDENTIALS)) => {
+                self.admin_error("Twilio rejected the credentials (error 20003); check account_sid and auth_token, or api_key_sid and api_key_secret".into());
+                (Outcome::ServiceErr, msg::SETUP_ERROR)
+            }
+            (_, Some(codes::NOT_FOUND)) => {
+                self.admin_error(format!(
+                    "Twilio has no Verify service {} (error 20404); check service_sid",
+                    self.cfg.service_sid
+                ));
+                (Outcome::ServiceErr, msg::SETUP_ERROR)
+            }
+            (_, Some(codes::MAX_SEND_ATTEMPTS)) => (Outcome::AuthErr, msg::SEND_LIMIT),
+            (_, Some(codes::TOO_MANY_REQUESTS | codes::TOO_MANY_CONCURRENT)) => {
+                (Outcome::AuthErr, msg::RATE_LIMITED)
+            }
+            (_, Some(codes::FRAUD_BLOCKED)) => {
+                self.log(
+                    Record::message(
+                        Level::Warning,
+                        "Twilio blocked sending to this number as suspected fraud (error 60410)",
+                    )
+                    .with("user", self.login.user),
+                );
+                (Outcome::AuthErr, msg::BLOCKED)
+            }
+            _ => {
+                self.log(
+                    Record::message(Level::Error, format!("Twilio refused to send a code: {e}"))
+                        .with("user", self.login.user)
+                        .with("method", method.name()),
+                );
+                (Outcome::AuthErr, msg::SEND_FAILED)
+            }
+        };
+        self.log(
+            Record::event("verification_failed")
+                .with("user", self.login.user)
+                .with("reason", "send_failed")
+                .with(
+                    "twilio_code",
+                    code.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+                ),
+        );
+        let _ = self.error(text);
+        outcome
+    }
+
+    /// `service_name` with its placeholders filled in, cut to Twilio's 30 characters.
+    fn friendly_name(&self, method: Method) -> Option<String> {
+        let template = self.cfg.service_name.as_ref()?;
+        let filled = template
+            .replace("{user}", self.login.user)
+            .replace("{host}", self.login.hostname)
+            .replace("{service}", self.login.service)
+            .replace("{method}", method.name());
+        // The user name comes from the network and ends up in a text message.
+        let clean: String = filled
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(30)
+            .collect();
+        let clean = clean.trim().to_string();
+        (!clean.is_empty()).then_some(clean)
+    }
+}
+
+/// Menu answers: the number, the method name, or its label.
+fn parse_menu_answer(answer: &str, methods: &[Method], cfg: &Config) -> Option<Method> {
+    let a = answer.trim().to_lowercase();
+    if let Ok(i) = a.parse::<usize>() {
+        return (1..=methods.len()).contains(&i).then(|| methods[i - 1]);
+    }
+    methods
+        .iter()
+        .copied()
+        .find(|m| m.name() == a || cfg.label(*m).to_lowercase() == a)
+}
