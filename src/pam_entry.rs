@@ -5,7 +5,8 @@ use crate::clock::SystemClock;
 use crate::config::{Config, DEFAULT_PATH};
 use crate::conversation::{terminal_safe, ConvError, Conversation};
 use crate::events::{EventSink, Level, Record, SystemLog};
-use crate::flow::{self, msg, Env, Login, Outcome};
+use crate::flow::{self, Env, Login, Outcome};
+use crate::i18n::{Msg, Texts};
 use crate::pam_ffi::*;
 use crate::phone_book::Sources;
 use crate::state::StateDir;
@@ -84,7 +85,8 @@ fn authenticate(pamh: &Pam, flags: PamFlags, args: &[String]) -> PamError {
         Ok(a) => a,
         Err(e) => {
             SystemLog::syslog_only(false).record(Record::message(Level::Error, e));
-            let _ = conv.error(msg::SETUP_ERROR);
+            // No config, so no language: English.
+            let _ = conv.error(&Texts::english().text(Msg::SetupError));
             return PamError::SERVICE_ERR;
         }
     };
@@ -110,7 +112,8 @@ fn authenticate(pamh: &Pam, flags: PamFlags, args: &[String]) -> PamError {
                 )
                 .with("user", user.as_str()),
             );
-            let _ = conv.error(msg::SETUP_ERROR);
+            // No config, so no language: English.
+            let _ = conv.error(&Texts::english().text(Msg::SetupError));
             return PamError::SERVICE_ERR;
         }
     };

@@ -7,6 +7,7 @@
 //! `twilio-2fa policy USER` can say where each value came from.
 
 use crate::config::{Config, ConfigError};
+use crate::i18n::Language;
 use crate::method::Method;
 use crate::users::{Account, UserDb};
 use serde::Deserialize;
@@ -25,6 +26,9 @@ pub struct Overrides {
     pub register_optional: Option<bool>,
     pub allow_change: Option<bool>,
     pub service_name: Option<String>,
+    pub language: Option<Language>,
+    /// Twilio's `Locale`; `""` sends none (Twilio picks by country code).
+    pub locale: Option<String>,
 }
 
 /// One checked `[[policy]]` block.
@@ -64,6 +68,14 @@ impl Overrides {
                 ));
             }
         }
+        if let Some(locale) = &self.locale {
+            if !is_locale(locale) {
+                return err(format!(
+                    "{at}locale: {:?} is not a Twilio locale such as \"de\" or \"pt-BR\" (or \"\" to send none)",
+                    locale
+                ));
+            }
+        }
         if self.max_attempts.is_some_and(|n| !(1..=20).contains(&n)) {
             return err(format!("{at}max_attempts: must be between 1 and 20"));
         }
@@ -94,6 +106,9 @@ impl Overrides {
         if let Some(v) = o.service_name {
             cfg.service_name = Some(v);
         }
+        if let Some(v) = o.locale {
+            cfg.locale = Some(v);
+        }
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = o.$f { cfg.$f = v; } )* };
         }
@@ -104,7 +119,8 @@ impl Overrides {
             remember,
             allow_register,
             register_optional,
-            allow_change
+            allow_change,
+            language
         );
     }
 
@@ -121,6 +137,8 @@ impl Overrides {
             ("register_optional", o.register_optional.is_some()),
             ("allow_change", o.allow_change.is_some()),
             ("service_name", o.service_name.is_some()),
+            ("language", o.language.is_some()),
+            ("locale", o.locale.is_some()),
         ]
         .into_iter()
         .filter(|(_, set)| *set)
@@ -130,7 +148,7 @@ impl Overrides {
 }
 
 /// Every key a block may override, in print order.
-pub const KEYS: [&str; 9] = [
+pub const KEYS: [&str; 11] = [
     "allowed_methods",
     "max_attempts",
     "max_attempts_timeout",
@@ -140,7 +158,26 @@ pub const KEYS: [&str; 9] = [
     "register_optional",
     "allow_change",
     "service_name",
+    "language",
+    "locale",
 ];
+
+/// A BCP 47 tag as Twilio writes locales ("de", "pt-BR", "zh-HK"), or "".
+fn is_locale(s: &str) -> bool {
+    if s.is_empty() {
+        return true;
+    }
+    let mut parts = s.split('-');
+    let lang = parts.next().unwrap_or_default();
+    let region = parts.next();
+    (2..=3).contains(&lang.len())
+        && lang.bytes().all(|b| b.is_ascii_lowercase())
+        && match region {
+            None => true,
+            Some(r) => (2..=8).contains(&r.len()) && r.bytes().all(|b| b.is_ascii_alphanumeric()),
+        }
+        && parts.next().is_none()
+}
 
 /// One block as written: who it is for, and what it changes (any other
 /// key is an error from `Overrides`' `deny_unknown_fields`).
@@ -310,6 +347,12 @@ pub fn value_of(cfg: &Config, key: &str) -> String {
         "service_name" => match &cfg.service_name {
             Some(n) => format!("{n:?}"),
             None => "(Twilio service's name)".into(),
+        },
+        "language" => format!("\"{}\"", cfg.language.code()),
+        "locale" => match cfg.twilio_locale() {
+            Some(l) if cfg.locale.is_none() => format!("\"{l}\"  (from language)"),
+            Some(l) => format!("\"{l}\""),
+            None => "\"\"  (none sent: Twilio picks by country code)".into(),
         },
         _ => String::new(),
     }

@@ -395,10 +395,14 @@ impl VerifyApi for TwilioClient {
         to: &str,
         method: Method,
         friendly_name: Option<&str>,
+        locale: Option<&str>,
     ) -> Result<Verification, ApiError> {
         let mut form = vec![("To", to), ("Channel", method.name())];
         if let Some(name) = friendly_name {
             form.push(("CustomFriendlyName", name));
+        }
+        if let Some(locale) = locale {
+            form.push(("Locale", locale));
         }
         let j = self.post("/Verifications", &form)?;
         // The SID goes back into URL paths: accept only the documented shape.

@@ -66,15 +66,19 @@ pub mod codes {
     /// The channel is disabled for this Verify service.
     pub const CHANNEL_DISABLED: u32 = 60223;
     pub const FRAUD_BLOCKED: u32 = 60410;
+    /// The `Locale` has no text-to-speech voice (a call).
+    pub const LOCALE_NO_VOICE: u32 = 60331;
 }
 
 pub trait VerifyApi {
-    /// `POST /v2/Services/{sid}/Verifications`.
+    /// `POST /v2/Services/{sid}/Verifications`; `locale` is Twilio's
+    /// `Locale` (the language of the SMS, call or WhatsApp text).
     fn send(
         &self,
         to: &str,
         method: Method,
         friendly_name: Option<&str>,
+        locale: Option<&str>,
     ) -> Result<Verification, ApiError>;
     /// `POST /v2/Services/{sid}/VerificationCheck` with `VerificationSid`, never `To`.
     fn check(&self, verification_sid: &str, code: &str) -> Result<CheckResult, ApiError>;

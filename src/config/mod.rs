@@ -66,6 +66,13 @@ pub struct Config {
     pub carrier_lookup: bool,
     /// Twilio Lookup v2 line types; "voip" already expanded.
     pub allowed_carrier_types: Vec<String>,
+    /// The language of every prompt and message (`language`).
+    pub language: crate::i18n::Language,
+    /// `locale`: Twilio's `Locale` when it differs from `language`'s;
+    /// `Some("")` sends none.
+    pub locale: Option<String>,
+    /// `[messages]`: the admin's wording, checked.
+    pub messages: crate::i18n::Overrides,
     /// The overridable keys the top level sets (the rest are defaults).
     pub top_level: crate::policy::Overrides,
     /// `[[policy]]` blocks, in file order; the first match wins.
@@ -186,6 +193,11 @@ struct RawConfig {
     allow_register: Option<bool>,
     register_optional: Option<bool>,
     allow_change: Option<bool>,
+    language: Option<crate::i18n::Language>,
+    locale: Option<String>,
+    /// Checked by `crate::i18n::Overrides`, which names the bad key.
+    #[serde(default)]
+    messages: toml::Table,
     #[serde(default)]
     phone_number: RawPhoneNumber,
     #[serde(default)]
@@ -359,6 +371,33 @@ fn toml_error(text: &str, e: &toml::de::Error) -> String {
 }
 
 impl Config {
+    /// The texts of a login under this config: its language, the admin's wording.
+    pub fn texts(&self) -> crate::i18n::Texts<'_> {
+        crate::i18n::Texts::new(self.language, &self.messages)
+    }
+
+    /// The `Locale` sent to Twilio: `locale`, else the language's; none for `""`.
+    pub fn twilio_locale(&self) -> Option<String> {
+        match self.locale.as_deref() {
+            Some("") => None,
+            Some(l) => Some(l.to_string()),
+            None => Some(self.language.twilio_locale().to_string()),
+        }
+    }
+
+    /// A method's name in the login's language: `[methods.<name>] label`
+    /// (the admin's, in every language), else the catalog's.
+    pub fn label_in(&self, m: Method, t: &crate::i18n::Texts) -> String {
+        match self.labels.get(&m) {
+            Some(l) => l.clone(),
+            None => t.text(match m {
+                Method::Sms => crate::i18n::Msg::MethodSms,
+                Method::Call => crate::i18n::Msg::MethodCall,
+                Method::Whatsapp => crate::i18n::Msg::MethodWhatsapp,
+            }),
+        }
+    }
+
     /// The label shown to users for a method: `[methods.<name>] label`, or the default.
     pub fn label(&self, m: Method) -> &str {
         self.labels

@@ -22,6 +22,7 @@ impl RawConfig {
         let phones_command = self.check_phones()?;
         let carrier_types = self.check_phone_number()?;
         let labels = self.check_methods()?;
+        let messages = crate::i18n::Overrides::from_table(&self.messages).map_err(ConfigError)?;
         let policy = std::mem::take(&mut self.policy);
         let mut cfg = Config {
             account_sid: self.account_sid.clone(),
@@ -57,6 +58,9 @@ impl RawConfig {
             state_dir: self.state_dir,
             max_attempts_timeout: default_max_attempts_timeout(),
             remember: 0,
+            language: crate::i18n::Language::En,
+            locale: None,
+            messages,
             top_level: top_level.clone(),
             policies: Vec::new(),
         };
@@ -285,6 +289,8 @@ impl RawConfig {
             register_optional: self.register_optional,
             allow_change: self.allow_change,
             service_name: self.service_name.clone(),
+            language: self.language,
+            locale: self.locale.clone(),
         }
     }
 }

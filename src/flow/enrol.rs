@@ -1,8 +1,9 @@
 //! Registering a number (none on file) or changing it (`c` at the code
 //! prompt): the new number is verified like a login before it is stored.
 
-use super::{msg, Flow, Outcome, Step, MENU_ASKS};
+use super::{Flow, Outcome, Step, MENU_ASKS};
 use crate::events::{Level, Record};
+use crate::i18n::{Answer, Msg};
 use crate::method::Method;
 use crate::number_policy::{check_new_number, Rejection};
 use crate::phone::PhoneNumber;
@@ -17,7 +18,7 @@ impl Flow<'_, '_> {
                     .with("user", user)
                     .with("reason", "no_phone_number"),
             );
-            self.error(msg::NO_PHONE)?;
+            self.say(Msg::NoPhone)?;
             return Ok(Outcome::AuthErr);
         }
         self.enrol(None, None)
@@ -108,12 +109,12 @@ impl Flow<'_, '_> {
                         .with("service", self.login.service)
                         .at(Level::Warning),
                 );
-                self.error(msg::NUMBER_CHANGED)?;
+                self.say(Msg::NumberChanged)?;
                 Err(Outcome::AuthErr)
             }
             Stored::Failed(e) => {
                 self.admin_error(format!("verified a new number but cannot store it: {e}"));
-                self.error(msg::SETUP_ERROR)?;
+                self.say(Msg::SetupError)?;
                 Err(Outcome::ServiceErr)
             }
         }
@@ -125,38 +126,35 @@ impl Flow<'_, '_> {
         optional: bool,
         old: Option<&PhoneNumber>,
     ) -> Step<Option<PhoneNumber>> {
+        let t = self.cfg.texts();
         let prompt = match (old, optional) {
-            (Some(_), _) => "Enter your new mobile phone number: ",
-            (None, true) => {
-                "Enter your mobile phone number for two-factor authentication (or type skip): "
-            }
-            (None, false) => "Enter your mobile phone number for two-factor authentication: ",
+            (Some(_), _) => t.text(Msg::NewNumberChange),
+            (None, true) => t.fmt(Msg::NewNumberOptional, &[("skip", &t.key(Answer::Skip))]),
+            (None, false) => t.text(Msg::NewNumber),
         };
         for ask in 1..=MENU_ASKS {
-            let answer = self.env.conv.prompt_echo_on(prompt)?;
+            let answer = self.env.conv.prompt_echo_on(&prompt)?;
             let answer = answer.trim();
-            if optional && answer.eq_ignore_ascii_case("skip") {
+            if optional && t.means(answer, Answer::Skip) {
                 return Ok(None);
             }
             let text = match check_new_number(answer, self.cfg, self.env.lookup, true) {
-                Ok(n) if old.is_some_and(|o| o.e164() == n.e164()) => {
-                    "That is the number already on file.".to_string()
-                }
+                Ok(n) if old.is_some_and(|o| o.e164() == n.e164()) => self.text(Msg::SameNumber),
                 Ok(n) => return Ok(Some(n)),
                 Err(r @ Rejection::LookupUnavailable(_)) => {
                     if let Rejection::LookupUnavailable(why) = &r {
                         self.admin_error(format!("carrier lookup failed: {why}"));
                     }
                     // Fail closed: no unchecked number is ever stored.
-                    self.error(&r.message())?;
+                    self.error(&r.text(&self.cfg.texts()))?;
                     return Err(Outcome::AuthErr);
                 }
-                Err(r) => r.message(),
+                Err(r) => r.text(&self.cfg.texts()),
             };
             if ask < MENU_ASKS {
                 self.error(&text)?;
             } else {
-                self.error(&format!("{text} {}", msg::TOO_MANY_INVALID))?;
+                self.error(&format!("{text} {}", self.text(Msg::TooManyInvalid)))?;
             }
         }
         self.log(

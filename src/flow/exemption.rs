@@ -3,6 +3,7 @@
 
 use super::{Flow, Outcome, Step};
 use crate::events::{Level, Record};
+use crate::i18n::Msg;
 
 impl Flow<'_, '_> {
     /// Why this user need not use the second factor here, if they need not:
@@ -63,10 +64,8 @@ impl Flow<'_, '_> {
                 .with("service", self.login.service),
         );
         let minutes = self.cfg.remember.div_ceil(60);
-        let unit = if minutes == 1 { "minute" } else { "minutes" };
-        self.env.conv.info(&format!(
-            "Two-factor authentication skipped: you passed it from here within the last {minutes} {unit}."
-        ))?;
+        let text = self.cfg.texts().count(Msg::Remembered, "minutes", minutes);
+        self.env.conv.info(&text)?;
         Ok(Outcome::Success)
     }
 }

@@ -17,7 +17,6 @@
 mod enrol;
 mod exemption;
 mod login;
-pub mod msg;
 mod number;
 mod send;
 mod verify;
@@ -29,6 +28,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::conversation::{ConvError, Conversation};
 use crate::events::{EventSink, Level, Record};
+use crate::i18n::{Answer, Msg};
 use crate::method::Method;
 use crate::number_policy::LineTypeLookup;
 use crate::phone_book::PhoneBook;
@@ -85,7 +85,7 @@ pub const MENU_ASKS: u32 = 3;
 /// takes `ALICE` for alice, so from here on every key (number sources, state,
 /// `{user}`, events) is the account's own name, `pw_name`.
 pub fn authenticate(cfg: &Config, login: &Login, env: &mut Env) -> Outcome {
-    let account = match identify(login, env) {
+    let account = match identify(cfg, login, env) {
         Ok(a) => a,
         Err(outcome) => return outcome,
     };
@@ -151,7 +151,7 @@ fn with_policy<'c>(
                 )
                 .with("user", account.name.as_str()),
             );
-            let _ = env.conv.error(msg::UNAVAILABLE);
+            let _ = env.conv.error(&cfg.texts().text(Msg::Unavailable));
             Err(Outcome::AuthErr)
         }
     }
@@ -163,7 +163,7 @@ const MAX_USER_LEN: usize = 256;
 /// The account the typed name stands for. A failed lookup denies the login
 /// (never "unknown user", never "unavailable": both can be let through by a
 /// stack), with a line for the admin.
-fn identify(login: &Login, env: &mut Env) -> Result<Account, Outcome> {
+fn identify(cfg: &Config, login: &Login, env: &mut Env) -> Result<Account, Outcome> {
     let typed = login.user;
     let found = if typed.is_empty() || typed.len() > MAX_USER_LEN {
         Ok(None)
@@ -194,7 +194,7 @@ fn identify(login: &Login, env: &mut Env) -> Result<Account, Outcome> {
                 )
                 .with("typed_user", typed),
             );
-            let _ = env.conv.error(msg::UNAVAILABLE);
+            let _ = env.conv.error(&cfg.texts().text(Msg::Unavailable));
             Err(Outcome::AuthErr)
         }
     }
@@ -275,7 +275,7 @@ impl<'a, 'b> Flow<'a, 'b> {
                     .with("reason", "locked_out")
                     .with("rhost", self.login.rhost.unwrap_or("-")),
             );
-            self.error(&msg::locked_out(left))?;
+            self.say_locked_out(left)?;
             return Ok(Outcome::MaxTries);
         }
         if let Some(origin) = self.login.origin() {
@@ -330,7 +330,7 @@ impl<'a, 'b> Flow<'a, 'b> {
                     )
                     .with("user", self.login.user),
                 );
-                self.error(msg::BUSY)?;
+                self.say(Msg::Busy)?;
                 Err(Outcome::AuthErr)
             }
             Err(e @ StateError::Corrupt(_)) => {
@@ -338,12 +338,12 @@ impl<'a, 'b> Flow<'a, 'b> {
                     "{e}; inspect it, then run `twilio-2fa unlock {}`",
                     self.login.user
                 ));
-                self.error(&msg::damaged_state(self.login.user))?;
+                self.say_damaged_state()?;
                 Err(Outcome::ServiceErr)
             }
             Err(e) => {
                 self.admin_error(format!("{e}; fix state_dir (root-owned, mode 0700)"));
-                self.error(msg::SETUP_ERROR)?;
+                self.say(Msg::SetupError)?;
                 Err(Outcome::ServiceErr)
             }
         }
@@ -394,6 +394,32 @@ impl<'a, 'b> Flow<'a, 'b> {
 
     fn admin_error(&self, text: String) {
         self.log(Record::message(Level::Error, text).with("user", self.login.user));
+    }
+
+    /// The login's text for `msg`, with the answer keys it names filled in.
+    fn text(&self, msg: Msg) -> String {
+        let t = self.cfg.texts();
+        match msg {
+            Msg::Expired => t.fmt(msg, &[("key", &t.key(Answer::NewCode))]),
+            _ => t.text(msg),
+        }
+    }
+
+    fn say(&mut self, msg: Msg) -> Result<(), ConvError> {
+        let text = self.text(msg);
+        self.error(&text)
+    }
+
+    fn say_locked_out(&mut self, seconds_left: u64) -> Result<(), ConvError> {
+        let minutes = seconds_left.div_ceil(60).max(1);
+        let text = self.cfg.texts().count(Msg::LockedOut, "minutes", minutes);
+        self.error(&text)
+    }
+
+    fn say_damaged_state(&mut self) -> Result<(), ConvError> {
+        let user = self.login.user;
+        let text = self.cfg.texts().fmt(Msg::DamagedState, &[("user", user)]);
+        self.error(&text)
     }
 
     fn error(&mut self, text: &str) -> Result<(), ConvError> {

@@ -1,8 +1,9 @@
 //! The number on file, from the `[phones]` sources, checked
 //! against the country policy every time.
 
-use super::{msg, Flow, Outcome, Step};
+use super::{Flow, Outcome, Step};
 use crate::events::{Level, Record};
+use crate::i18n::Msg;
 use crate::number_policy::{check_country, check_number, Rejection};
 use crate::phone::PhoneNumber;
 use crate::phone_book::Found;
@@ -16,7 +17,7 @@ impl Flow<'_, '_> {
                 self.admin_error(format!(
                     "cannot read phone numbers: {e}; fix the [phones] source"
                 ));
-                self.error(msg::SETUP_ERROR)?;
+                self.say(Msg::SetupError)?;
                 Err(Outcome::ServiceErr)
             }
         }
@@ -56,8 +57,12 @@ impl Flow<'_, '_> {
                     .with("user", self.login.user),
                 );
                 let text = match r {
-                    Rejection::Country(_) => format!("{} Contact your administrator.", r.message()),
-                    _ => msg::BAD_PHONE.to_string(),
+                    Rejection::Country(_) => format!(
+                        "{} {}",
+                        r.text(&self.cfg.texts()),
+                        self.text(Msg::ContactAdmin)
+                    ),
+                    _ => self.text(Msg::BadPhone),
                 };
                 self.error(&text)?;
                 Err(Outcome::AuthErr)

@@ -1,14 +1,13 @@
 //! Choose a method and send a code, under the user's lock, or
 //! reuse one another login sent; resends and Twilio's send errors.
 
-use super::msg::{self, MENU_HEADER};
 use super::{Flow, Outcome, Step, MENU_ASKS};
-use crate::config::Config;
 use crate::events::{Level, Record};
+use crate::i18n::Msg;
 use crate::method::Method;
 use crate::phone::PhoneNumber;
 use crate::state::{PendingSend, UserState};
-use crate::verify::{codes, ApiError};
+use crate::verify::{codes, ApiError, Verification, VerifyApi};
 
 /// What happened under the lock in `send_locked`.
 enum SendResult {
@@ -50,29 +49,24 @@ pub(super) fn reusable(
 
 impl Flow<'_, '_> {
     pub(super) fn choose_method(&mut self) -> Step<Method> {
-        self.choose_method_for(MENU_HEADER)
-    }
-
-    fn choose_method_for(&mut self, header: &str) -> Step<Method> {
         let methods = self.available_methods();
         if methods.len() == 1 {
             return Ok(methods[0]);
         }
+        let t = self.cfg.texts();
+        let count = methods.len().to_string();
         let menu = format!(
-            "{}Enter 1-{}: ",
-            self.menu_lines(header, &methods),
-            methods.len()
+            "{}{}",
+            self.menu_lines(&methods),
+            t.fmt(Msg::MenuPrompt, &[("count", &count)])
         );
         for ask in 1..=MENU_ASKS {
             let answer = self.env.conv.prompt_echo_on(&menu)?;
-            if let Some(m) = parse_menu_answer(&answer, &methods, self.cfg) {
+            if let Some(m) = self.parse_menu_answer(&answer, &methods) {
                 return Ok(m);
             }
             if ask < MENU_ASKS {
-                self.error(&format!(
-                    "Please enter a number from 1 to {} or a method name.",
-                    methods.len()
-                ))?;
+                self.error(&t.fmt(Msg::MenuInvalid, &[("count", &count)]))?;
             }
         }
         self.log(
@@ -80,16 +74,32 @@ impl Flow<'_, '_> {
                 .with("user", self.login.user)
                 .with("reason", "no_method_chosen"),
         );
-        self.error(msg::TOO_MANY_INVALID)?;
+        self.say(Msg::TooManyInvalid)?;
         Err(Outcome::AuthErr)
     }
 
-    fn menu_lines(&self, header: &str, methods: &[Method]) -> String {
-        let mut menu = format!("{header}\n");
+    fn menu_lines(&self, methods: &[Method]) -> String {
+        let t = self.cfg.texts();
+        let mut menu = format!("{}\n", t.text(Msg::MenuHeader));
         for (i, m) in methods.iter().enumerate() {
-            menu.push_str(&format!("  {}. {}\n", i + 1, self.cfg.label(*m)));
+            menu.push_str(&format!("  {}. {}\n", i + 1, self.cfg.label_in(*m, &t)));
         }
         menu
+    }
+
+    /// Menu answers: the number, the method's name, or its label in the
+    /// login's language or in English.
+    fn parse_menu_answer(&self, answer: &str, methods: &[Method]) -> Option<Method> {
+        let a = answer.trim().to_lowercase();
+        if let Ok(i) = a.parse::<usize>() {
+            return (1..=methods.len()).contains(&i).then(|| methods[i - 1]);
+        }
+        let (mine, english) = (self.cfg.texts(), crate::i18n::Texts::english());
+        methods.iter().copied().find(|m| {
+            m.name() == a
+                || self.cfg.label_in(*m, &mine).to_lowercase() == a
+                || self.cfg.label_in(*m, &english).to_lowercase() == a
+        })
     }
 
     /// Under the user's lock: reuse a code another login sent within
@@ -140,6 +150,8 @@ impl Flow<'_, '_> {
         let replace = resend.map(|r| r.old);
         let (api, clock) = (self.env.api, self.env.clock);
         let (retry_time, friendly) = (self.cfg.retry_time, self.friendly_name(method));
+        let locale = self.cfg.twilio_locale();
+        let mut refused = None;
         let mut result = SendResult::NotRun;
         let mut canceled = None;
         self.state_update(&mut |st| {
@@ -174,7 +186,10 @@ impl Flow<'_, '_> {
             if let Some(old) = replace {
                 canceled = Some(api.cancel(old).map(|_| old.to_string()));
             }
-            result = match api.send(phone.e164(), method, friendly.as_deref()) {
+            let to = phone.e164();
+            let sent =
+                send_in_language(api, to, method, friendly.as_deref(), &locale, &mut refused);
+            result = match sent {
                 Ok(v) => {
                     let p = PendingSend {
                         sid: v.sid,
@@ -192,6 +207,18 @@ impl Flow<'_, '_> {
                 }
             };
         })?;
+        if let Some(e) = refused {
+            self.log(
+                Record::message(
+                    Level::Warning,
+                    format!(
+                        "Twilio refused Locale {:?} ({e}); the code was sent without it, in the language Twilio picks for the number; check `language` and `locale`",
+                        locale.unwrap_or_default()
+                    ),
+                )
+                .with("user", self.login.user),
+            );
+        }
         if let Some(Ok(sid)) = canceled {
             self.status_changed(&sid, "canceled");
         }
@@ -212,7 +239,7 @@ impl Flow<'_, '_> {
             }
             SendResult::Wait(left) => Ok(Resent::Wait(left)),
             SendResult::Locked(left) => {
-                self.error(&msg::locked_out(left))?;
+                self.say_locked_out(left)?;
                 Err(Outcome::MaxTries)
             }
             SendResult::Failed(e)
@@ -251,13 +278,12 @@ impl Flow<'_, '_> {
         );
         self.unavailable.push(method);
         if self.available_methods().is_empty() {
-            self.error(msg::NO_METHOD_REACHES)?;
+            self.say(Msg::NoMethodReaches)?;
             return Err(Outcome::AuthErr);
         }
-        let label = self.cfg.label(method).to_string();
-        self.error(&format!(
-            "A code cannot be sent to this number by {label}; choose another way."
-        ))?;
+        let t = self.cfg.texts();
+        let label = self.cfg.label_in(method, &t);
+        self.error(&t.fmt(Msg::MethodUnreachable, &[("method", &label)]))?;
         let next = self.choose_method()?;
         self.send_locked(phone, next, replace)
     }
@@ -275,21 +301,21 @@ impl Flow<'_, '_> {
     fn send_failure(&mut self, e: &ApiError, method: Method) -> Outcome {
         let code = e.twilio_code();
         let (outcome, text) = match (e, code) {
-            (ApiError::Unavailable(why), _) => (self.unreachable("send", why), msg::UNAVAILABLE),
+            (ApiError::Unavailable(why), _) => (self.unreachable("send", why), Msg::Unavailable),
             (_, Some(codes::BAD_CREDENTIALS)) => {
                 self.admin_error("Twilio rejected the credentials (error 20003); check account_sid and auth_token, or api_key_sid and api_key_secret".into());
-                (Outcome::ServiceErr, msg::SETUP_ERROR)
+                (Outcome::ServiceErr, Msg::SetupError)
             }
             (_, Some(codes::NOT_FOUND)) => {
                 self.admin_error(format!(
                     "Twilio has no Verify service {} (error 20404); check service_sid",
                     self.cfg.service_sid
                 ));
-                (Outcome::ServiceErr, msg::SETUP_ERROR)
+                (Outcome::ServiceErr, Msg::SetupError)
             }
-            (_, Some(codes::MAX_SEND_ATTEMPTS)) => (Outcome::AuthErr, msg::SEND_LIMIT),
+            (_, Some(codes::MAX_SEND_ATTEMPTS)) => (Outcome::AuthErr, Msg::SendLimit),
             (_, Some(codes::TOO_MANY_REQUESTS | codes::TOO_MANY_CONCURRENT)) => {
-                (Outcome::AuthErr, msg::RATE_LIMITED)
+                (Outcome::AuthErr, Msg::RateLimited)
             }
             (_, Some(codes::FRAUD_BLOCKED)) => {
                 self.log(
@@ -299,7 +325,7 @@ impl Flow<'_, '_> {
                     )
                     .with("user", self.login.user),
                 );
-                (Outcome::AuthErr, msg::BLOCKED)
+                (Outcome::AuthErr, Msg::Blocked)
             }
             _ => {
                 self.log(
@@ -307,7 +333,7 @@ impl Flow<'_, '_> {
                         .with("user", self.login.user)
                         .with("method", method.name()),
                 );
-                (Outcome::AuthErr, msg::SEND_FAILED)
+                (Outcome::AuthErr, Msg::SendFailed)
             }
         };
         self.log(
@@ -319,7 +345,7 @@ impl Flow<'_, '_> {
                     code.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
                 ),
         );
-        let _ = self.error(text);
+        let _ = self.say(text);
         outcome
     }
 
@@ -342,14 +368,35 @@ impl Flow<'_, '_> {
     }
 }
 
-/// Menu answers: the number, the method name, or its label.
-fn parse_menu_answer(answer: &str, methods: &[Method], cfg: &Config) -> Option<Method> {
-    let a = answer.trim().to_lowercase();
-    if let Ok(i) = a.parse::<usize>() {
-        return (1..=methods.len()).contains(&i).then(|| methods[i - 1]);
+/// A send in the login's language. Twilio answers a `Locale` it does not
+/// support with a 404 and asks callers to retry without it (a call's voice
+/// may answer 60331, a bad value 60200): one retry, without. `refused` is
+/// set only when that retry worked, so a real error is not blamed on the
+/// locale.
+fn send_in_language(
+    api: &dyn VerifyApi,
+    to: &str,
+    method: Method,
+    friendly: Option<&str>,
+    locale: &Option<String>,
+    refused: &mut Option<ApiError>,
+) -> Result<Verification, ApiError> {
+    let first = api.send(to, method, friendly, locale.as_deref());
+    let locale_refusal = [
+        codes::NOT_FOUND,
+        codes::INVALID_PARAMETER,
+        codes::LOCALE_NO_VOICE,
+    ];
+    match first {
+        Err(e)
+            if locale.is_some() && e.twilio_code().is_some_and(|c| locale_refusal.contains(&c)) =>
+        {
+            let second = api.send(to, method, friendly, None);
+            if second.is_ok() {
+                *refused = Some(e);
+            }
+            second
+        }
+        other => other,
     }
-    methods
-        .iter()
-        .copied()
-        .find(|m| m.name() == a || cfg.label(*m).to_lowercase() == a)
 }

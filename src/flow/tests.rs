@@ -9,6 +9,38 @@ use crate::verify::{ApiError, CheckResult, Verification};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 
+/// The English texts as users read them, written out here so that a change
+/// to the catalog's wording fails a test.
+mod msg {
+    pub const NO_PHONE: &str =
+        "No phone number is registered for two-factor authentication. Contact your administrator.";
+    pub const BAD_PHONE: &str =
+        "The phone number on file for two-factor authentication is not valid. Contact your administrator.";
+    pub const UNAVAILABLE: &str = "Two-factor authentication is unavailable right now.";
+    pub const SETUP_ERROR: &str =
+        "Two-factor authentication is not set up correctly on this system. Contact your administrator.";
+    pub const BAD_FORMAT: &str = "The code must be 4 to 10 digits.";
+    pub const WRONG_CODE: &str = "That code was not correct.";
+    pub const TOO_MANY_WRONG: &str = "Too many incorrect codes. Log in again to get a new code.";
+    pub const EXPIRED: &str = "That code has expired. Type r to get a new code.";
+    pub const SEND_LIMIT: &str = "Too many codes were sent to this number; try again later.";
+    pub const RATE_LIMITED: &str = "Too many requests, try again shortly.";
+    pub const SEND_FAILED: &str =
+        "The code could not be sent. Contact your administrator if this keeps happening.";
+    pub const BLOCKED: &str = "Codes cannot be sent to this number. Contact your administrator.";
+    pub const NO_METHOD_REACHES: &str =
+        "None of the allowed ways of sending a code can reach this number. Contact your administrator.";
+    pub const BUSY: &str = "Another login for this account is in progress; try again in a moment.";
+    pub const NUMBER_CHANGED: &str =
+        "Your phone number was changed by an administrator while you were logging in. Log in again.";
+
+    pub fn damaged_state(user: &str) -> String {
+        format!(
+            "Two-factor authentication data for this account is damaged; ask an administrator to run `twilio-2fa unlock {user}`."
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Shown {
     EchoOn(String),
@@ -90,6 +122,8 @@ struct FakeApi {
     send_errors: RefCell<VecDeque<ApiError>>,
     check_errors: RefCell<VecDeque<ApiError>>,
     sends: Cell<u32>,
+    /// The `Locale` of each send.
+    locales: RefCell<Vec<Option<String>>>,
     /// What Lookup says; None means "mobile".
     line_info: RefCell<Option<Result<LineInfo, ApiError>>>,
     lookups: Cell<u32>,
@@ -118,7 +152,14 @@ impl FakeApi {
 }
 
 impl VerifyApi for FakeApi {
-    fn send(&self, to: &str, m: Method, f: Option<&str>) -> Result<Verification, ApiError> {
+    fn send(
+        &self,
+        to: &str,
+        m: Method,
+        f: Option<&str>,
+        locale: Option<&str>,
+    ) -> Result<Verification, ApiError> {
+        self.locales.borrow_mut().push(locale.map(String::from));
         self.calls
             .borrow_mut()
             .push(Call::Send(to.into(), m, f.map(String::from)));
@@ -751,7 +792,8 @@ fn expired_verification_says_so_and_allows_immediate_resend() {
 
 fn failing_send(e: ApiError) -> Run {
     let api = FakeApi::default();
-    api.send_errors.borrow_mut().push_back(e);
+    // Twilio gives the same answer again (the retry without a Locale).
+    api.send_errors.borrow_mut().extend([e.clone(), e]);
     run_with(
         &config(SMS_ONLY),
         "alice",
@@ -1538,6 +1580,48 @@ fn send_error(code: u32, status: u16) -> ApiError {
         code,
         message: "m".into(),
     }
+}
+
+#[test]
+fn a_refused_locale_is_retried_once_without_it_and_logged() {
+    for code in [20404, 60200, 60331] {
+        let api = FakeApi::default();
+        api.send_errors
+            .borrow_mut()
+            .push_back(send_error(code, 404));
+        let cfg = config(&format!("{SMS_ONLY}\nlanguage = \"pt_BR\"\n"));
+        let r = run_with(
+            &cfg,
+            "alice",
+            Ok(Some(ALICE_PHONE.into())),
+            &["123456"],
+            api,
+        );
+        assert_eq!(r.outcome, Outcome::Success, "{code}");
+        assert_eq!(
+            *r.api.locales.borrow(),
+            vec![Some("pt-BR".to_string()), None],
+            "{code}"
+        );
+        let warned = r.log.0.borrow().iter().any(|x| {
+            x.level == Level::Warning && x.get("msg").unwrap_or("").contains("Locale \"pt-BR\"")
+        });
+        assert!(warned, "{code}");
+    }
+    // Any other error is not the locale's: no retry.
+    let api = FakeApi::default();
+    api.send_errors
+        .borrow_mut()
+        .push_back(send_error(60203, 429));
+    let r = run_with(
+        &config(SMS_ONLY),
+        "alice",
+        Ok(Some(ALICE_PHONE.into())),
+        &["123456"],
+        api,
+    );
+    assert_eq!(r.outcome, Outcome::AuthErr);
+    assert_eq!(*r.api.locales.borrow(), vec![Some("en".to_string())]);
 }
 
 #[test]

@@ -2,9 +2,10 @@
 //! user's lock before Twilio is asked; the limit locks the user out.
 
 use super::send::{Resend, Resent};
-use super::{msg, Flow, Outcome, Step, MAX_INVALID_ENTRIES};
+use super::{Flow, Outcome, Step, MAX_INVALID_ENTRIES};
 use crate::config::wipe;
 use crate::events::{Level, Record};
+use crate::i18n::{Answer, Msg};
 use crate::phone::PhoneNumber;
 use crate::state::PendingSend;
 use crate::verify::{codes, ApiError, CheckResult};
@@ -19,23 +20,27 @@ impl Flow<'_, '_> {
     /// One line naming every answer the code prompt accepts besides a code
     /// (sshd shows it as one line).
     fn prompt_for(&self, phone: &PhoneNumber, p: &PendingSend, reused: bool) -> String {
-        let lead = if reused {
-            "A code was already sent"
-        } else {
-            "Code sent"
-        };
-        let mut choices = vec!["r: new code"];
+        let t = self.cfg.texts();
+        let choice = |msg: Msg, answer: Answer| t.fmt(msg, &[("key", &t.key(answer))]);
+        let mut choices = vec![choice(Msg::ChoiceNewCode, Answer::NewCode)];
         if self.other_method_offered() {
-            choices.push("m: other method");
+            choices.push(choice(Msg::ChoiceOtherMethod, Answer::OtherMethod));
         }
         if self.change_offered && !self.change_asked {
-            choices.push("c: change number");
+            choices.push(choice(Msg::ChoiceChange, Answer::Change));
         }
-        format!(
-            "{lead} by {} to {}. Enter code ({}): ",
-            self.cfg.label(p.method),
-            phone.display(self.cfg.obfuscate),
-            choices.join(", ")
+        let lead = if reused {
+            Msg::CodePromptReused
+        } else {
+            Msg::CodePromptSent
+        };
+        t.fmt(
+            lead,
+            &[
+                ("method", &self.cfg.label_in(p.method, &t)),
+                ("phone", &phone.display(self.cfg.obfuscate)),
+                ("choices", &choices.join(", ")),
+            ],
         )
     }
 
@@ -60,18 +65,18 @@ impl Flow<'_, '_> {
             let answer = typed.trim().to_string();
             wipe(&mut typed);
             // Compared in place: no unwiped copy of a typed code is made.
-            let is = |w: &str| answer.eq_ignore_ascii_case(w);
-            if self.change_offered && (is("c") || is("change")) {
+            // In the login's language or in English (scripts, habits).
+            let t = self.cfg.texts();
+            let is = |a: Answer| t.means(&answer, a);
+            if self.change_offered && is(Answer::Change) {
                 self.change_asked = true;
                 // A login that goes on to change the number is not remembered.
                 self.remember_success = false;
-                self.env
-                    .conv
-                    .info("After the right code, you will be asked for your new number.")?;
+                self.env.conv.info(&t.text(Msg::ChangeAfterCode))?;
                 continue;
             }
-            let other = self.other_method_offered() && (is("m") || is("method"));
-            if other || is("r") || is("resend") {
+            let other = self.other_method_offered() && is(Answer::OtherMethod);
+            if other || is(Answer::NewCode) {
                 // `m`: a new send by the chosen method, under a resend's rules.
                 let method = if other {
                     self.choose_method()?
@@ -82,8 +87,7 @@ impl Flow<'_, '_> {
                 let resend = Resend { old: &old, live };
                 match self.resend_locked(phone, method, resend)? {
                     Resent::Wait(wait) => {
-                        let unit = if wait == 1 { "second" } else { "seconds" };
-                        let text = format!("You can request a new code in {wait} {unit}.");
+                        let text = t.count(Msg::ResendWait, "seconds", wait);
                         self.invalid_entry(&mut invalid, &text)?;
                     }
                     Resent::Code(p, again) => {
@@ -98,21 +102,21 @@ impl Flow<'_, '_> {
             let mut answer = answer;
             wipe(&mut answer);
             let Some(mut code) = code else {
-                self.invalid_entry(&mut invalid, msg::BAD_FORMAT)?;
+                self.invalid_entry(&mut invalid, &self.text(Msg::BadFormat))?;
                 continue;
             };
             if !live {
-                self.invalid_entry(&mut invalid, msg::EXPIRED)?;
+                self.invalid_entry(&mut invalid, &self.text(Msg::Expired))?;
                 continue;
             }
             let attempt = match self.reserve_attempt()? {
                 Ok(n) => n,
                 Err(NoCheck::Locked(left)) => {
-                    self.error(&msg::locked_out(left))?;
+                    self.say_locked_out(left)?;
                     return Ok(Outcome::MaxTries);
                 }
                 Err(NoCheck::NoAttemptsLeft) => {
-                    self.error(msg::TOO_MANY_WRONG)?;
+                    self.say(Msg::TooManyWrong)?;
                     return Ok(Outcome::MaxTries);
                 }
             };
@@ -132,7 +136,7 @@ impl Flow<'_, '_> {
                     if attempt >= self.cfg.max_attempts {
                         return self.attempts_used_up(&pending.sid);
                     }
-                    self.error(msg::WRONG_CODE)?;
+                    self.say(Msg::WrongCode)?;
                 }
                 Err(e) if e.twilio_code() == Some(codes::MAX_CHECK_ATTEMPTS) => {
                     return self.attempts_used_up(&pending.sid);
@@ -150,7 +154,7 @@ impl Flow<'_, '_> {
                             .with("user", self.login.user)
                             .with("sid", pending.sid.clone()),
                     );
-                    self.error(msg::EXPIRED)?;
+                    self.say(Msg::Expired)?;
                 }
                 Err(e) => return Err(self.check_failure(&e)),
             }
@@ -231,8 +235,8 @@ impl Flow<'_, '_> {
         }
         self.log(r);
         match until {
-            Some(end) => self.error(&msg::locked_out(end.saturating_sub(self.env.clock.now())))?,
-            None => self.error(msg::TOO_MANY_WRONG)?,
+            Some(end) => self.say_locked_out(end.saturating_sub(self.env.clock.now()))?,
+            None => self.say(Msg::TooManyWrong)?,
         }
         Ok(Outcome::MaxTries)
     }
@@ -246,7 +250,7 @@ impl Flow<'_, '_> {
                     .with("user", self.login.user)
                     .with("reason", "too_many_invalid_entries"),
             );
-            self.error(msg::TOO_MANY_INVALID)?;
+            self.say(Msg::TooManyInvalid)?;
             return Err(Outcome::AuthErr);
         }
         self.error(text)?;
@@ -266,23 +270,23 @@ impl Flow<'_, '_> {
 
     fn check_failure(&mut self, e: &ApiError) -> Outcome {
         let (outcome, text) = match (e, e.twilio_code()) {
-            (ApiError::Unavailable(why), _) => (self.unreachable("check", why), msg::UNAVAILABLE),
+            (ApiError::Unavailable(why), _) => (self.unreachable("check", why), Msg::Unavailable),
             (_, Some(codes::BAD_CREDENTIALS)) => {
                 self.admin_error("Twilio rejected the credentials (error 20003); check account_sid and auth_token, or api_key_sid and api_key_secret".into());
-                (Outcome::ServiceErr, msg::SETUP_ERROR)
+                (Outcome::ServiceErr, Msg::SetupError)
             }
             (_, Some(codes::TOO_MANY_REQUESTS | codes::TOO_MANY_CONCURRENT)) => {
-                (Outcome::AuthErr, msg::RATE_LIMITED)
+                (Outcome::AuthErr, Msg::RateLimited)
             }
             _ => {
                 self.log(
                     Record::message(Level::Error, format!("Twilio refused to check a code: {e}"))
                         .with("user", self.login.user),
                 );
-                (Outcome::AuthErr, msg::CHECK_FAILED)
+                (Outcome::AuthErr, Msg::CheckFailed)
             }
         };
-        let _ = self.error(text);
+        let _ = self.say(text);
         outcome
     }
 }

@@ -403,6 +403,12 @@ impl<'a> Texts<'a> {
             .unwrap_or(&[])
     }
 
+    /// A message's texts as written, placeholders unfilled (one per
+    /// plural form), for `twilio-2fa messages`.
+    pub fn raw(&self, msg: Msg) -> &'a [String] {
+        self.forms(msg)
+    }
+
     /// A message without placeholders.
     pub fn text(&self, msg: Msg) -> String {
         self.forms(msg).first().cloned().unwrap_or_default()
@@ -426,13 +432,14 @@ impl<'a> Texts<'a> {
     }
 
     /// Whether `typed` means `answer`, in this language or in English.
+    /// Compared in place: `typed` may be a code, and no copy of it is made.
     pub fn means(&self, typed: &str, answer: Answer) -> bool {
         let typed = typed.trim();
         answer.words().iter().any(|w| {
             [self.language, Language::En]
                 .into_iter()
                 .filter_map(|l| catalog(l).texts.get(w)?.first())
-                .any(|word| word.to_lowercase() == typed.to_lowercase())
+                .any(|word| word.eq_ignore_ascii_case(typed))
         })
     }
 

@@ -2,6 +2,7 @@
 //! built-in simulator, through the real libpam, with no Twilio account and
 //! no root-owned paths.
 
+use pam_twilio_2fa::i18n::{Answer, Language, Texts};
 use pam_twilio_2fa::lab::{find_module, Lab};
 use pam_twilio_2fa::pam_client::{code_name, Style, Transaction, PAM_SUCCESS};
 use pam_twilio_2fa::simulator::{SimConfig, Simulator};
@@ -12,7 +13,14 @@ const SERVICE: &str = "twilio-2fa-demo";
 const DEMO_PHONE: &str = "+12015552671";
 
 pub fn run(args: &[String]) -> Result<(), String> {
-    let f = crate::flags(args, &["--module"])?;
+    let f = crate::flags(args, &["--module", "--language"])?;
+    let language = match f.get("--language") {
+        Some(l) => Language::parse(l).ok_or_else(|| {
+            let all = Language::ALL.map(Language::code).join(", ");
+            format!("--language: {l:?} is not a language the module ships; use one of {all}")
+        })?,
+        None => Language::En,
+    };
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let module = match f.get("--module") {
         Some(m) => PathBuf::from(m),
@@ -32,7 +40,11 @@ pub fn run(args: &[String]) -> Result<(), String> {
     .map_err(|e| format!("cannot start the simulator: {e}"))?;
     let lab = Lab::new("twilio-2fa-demo").map_err(|e| format!("cannot make a temp dir: {e}"))?;
     let setup = || -> std::io::Result<()> {
-        lab.write_config(&sim, "service_name = \"{host} login\"\nretry_time = 20\n")?;
+        let settings = format!(
+            "service_name = \"{{host}} login\"\nretry_time = 20\nlanguage = \"{}\"\n",
+            language.code()
+        );
+        lab.write_config(&sim, &settings)?;
         lab.set_phone(&user, DEMO_PHONE)?;
         lab.write_service(SERVICE, &module, "")
     };
@@ -46,9 +58,14 @@ pub fn run(args: &[String]) -> Result<(), String> {
     println!("  module     {}", module.display());
     println!("  PAM stack  {}", lab.confdir.join(SERVICE).display());
     println!("  user       {user}, phone on file (XXX) XXX-2671");
+    println!("  language   {language} (prompts, and the Locale sent to Twilio)");
+    let t = Texts::shipped(language);
     println!(
-        "Type the code you receive. The code prompt names its other choices: `r` a new code \
-         (after 20 seconds), `m` another method, `c` change the number after this code.\n"
+        "Type the code you receive. The code prompt names its other choices: `{}` a new code \
+         (after 20 seconds), `{}` another method, `{}` change the number after this code.\n",
+        t.key(Answer::NewCode),
+        t.key(Answer::OtherMethod),
+        t.key(Answer::Change)
     );
 
     let stdin = std::io::stdin();

@@ -3,6 +3,7 @@
 mod admin;
 mod admin_args;
 mod demo;
+mod messages;
 mod policy;
 mod user;
 
@@ -28,7 +29,11 @@ const USAGE: &str = "usage:
   twilio-2fa user show USER [--full] [--config PATH]   the user's number (masked unless --full)
   twilio-2fa user remove USER [--config PATH]          remove a number from the phone directory
   twilio-2fa user list [--config PATH]                 every user with a number (masked)
-  twilio-2fa demo [--module PATH]    a real PAM login against the simulator, on this terminal
+  twilio-2fa messages [--language L] [--config PATH]
+                                     every message id [messages] may override: placeholders,
+                                     English text, and L's (with PATH's overrides)
+  twilio-2fa demo [--language L] [--module PATH]
+                                     a real PAM login against the simulator, on this terminal
   twilio-2fa --version";
 
 fn main() -> ExitCode {
@@ -66,6 +71,7 @@ fn text_command(raw: &[std::ffi::OsString]) -> Result<(), String> {
         Some("check-config") => check_config(&args[1..]),
         Some("simulator") => simulator(&args[1..]),
         Some("demo") => demo::run(&args[1..]),
+        Some("messages") => messages::run(&args[1..]),
         Some("--version") | Some("-V") => {
             println!("twilio-2fa {}", env!("CARGO_PKG_VERSION"));
             Ok(())
