@@ -428,7 +428,7 @@ impl Config {
             }
         );
         let mut out = format!(
-            "account_sid      {}\nservice_sid      {}\nverify_url       {}\nallowed_methods  {}\nmax_attempts     {} (lockout {} s)\nretry_time       {} s\nremember         {} s\nstate_dir        {}\nhttp_timeout     {} s\nobfuscate        {}\ndefault_region   {}\ncountries        {} (not {})\ncarrier_lookup   {} (allowed: {})\nphones.file      {}\nphones.directory {}\nphones.command   {}\nallow_register   {}\nallow_change     {}\n",
+            "account_sid      {}\nservice_sid      {}\nverify_url       {}\nallowed_methods  {}\nmax_attempts     {} (lockout {} s)\nretry_time       {} s\nremember         {} s\nstate_dir        {}\nhttp_timeout     {} s\nobfuscate        {}\ndefault_region   {}\ncountries        {} (not {})\ncarrier_lookup   {} (allowed: {})\nphones.file      {}\nphones.directory {}\nphones.command   {}\nallow_register   {}\nallow_change     {}\nlanguage         {} (Locale sent to Twilio: {})\nmessages         {}\n",
             credentials,
             self.service_sid,
             self.verify_url,
@@ -450,6 +450,9 @@ impl Config {
             self.phones_command.as_ref().map(|c| format!("{} (timeout {} s)", c.join(" "), self.phones_command_timeout)).unwrap_or_else(|| "-".into()),
             self.allow_register,
             self.allow_change,
+            self.language,
+            self.twilio_locale().unwrap_or_else(|| "none".into()),
+            if self.messages == crate::i18n::Overrides::default() { "as shipped" } else { "some reworded ([messages])" },
         );
         for note in self.notes() {
             out.push_str(&format!("note: {note}\n"));
@@ -460,14 +463,14 @@ impl Config {
     /// Settings that are valid but deserve the admin's attention.
     pub fn notes(&self) -> Vec<String> {
         let mut notes = Vec::new();
-        if self.allow_register && self.phones_directory.is_none() {
-            notes.push(
-                "allow_register is on but no [phones] directory is set, so registration is off: there is nowhere to store numbers".into(),
-            );
-        } else if self.allow_register {
-            notes.push(
-                "allow_register is on: anyone who knows the password of a user without a number can register their own phone as that user's second factor; meant for a rollout period".into(),
-            );
+        match self.registration_where() {
+            Some(on) if self.phones_directory.is_none() => notes.push(format!(
+                "allow_register is on{on} but no [phones] directory is set, so registration is off: there is nowhere to store numbers"
+            )),
+            Some(on) => notes.push(format!(
+                "allow_register is on{on}: anyone who knows the password of a user without a number can register their own phone as that user's second factor; meant for a rollout period"
+            )),
+            None => {}
         }
         if self.allow_change && self.phones_directory.is_none() {
             notes.push("allow_change has no effect without a [phones] directory".into());
@@ -491,23 +494,37 @@ impl Config {
     /// around: say which number wins and how to go back. (A change at login
     /// only replaces a number already in the directory, so it shadows
     /// nothing new; allow_change, on by default, adds no note.)
+    /// Where registration is on: `Some("")` at the top level,
+    /// `Some(" in policy[N]")` when only a block turns it on, else `None`.
+    fn registration_where(&self) -> Option<String> {
+        if self.allow_register {
+            return Some(String::new());
+        }
+        let i = self
+            .policies
+            .iter()
+            .position(|p| p.overrides.allow_register == Some(true))?;
+        Some(format!(" in policy[{}]", i + 1))
+    }
+
     fn shadowing_notes(&self) -> Vec<String> {
         let mut notes = Vec::new();
         let Some(dir) = &self.phones_directory else {
             return notes;
         };
-        if !self.allow_register {
-            return notes;
-        }
+        let on = match self.registration_where() {
+            Some(on) => on,
+            None => return notes,
+        };
         let dir = dir.display();
         if self.phones_command.is_some() {
             notes.push(format!(
-                "allow_register is on with a [phones] command: the directory {dir} is read before the command, so a number registered at login (when the command prints nothing and exits 0) is stored there and shadows the command's number for that user from then on; `twilio-2fa user remove USER` goes back to the command's number; turn allow_register off once the command has a number for everyone"
+                "allow_register is on{on} with a [phones] command: the directory {dir} is read before the command, so a number registered at login (when the command prints nothing and exits 0) is stored there and shadows the command's number for that user from then on; `twilio-2fa user remove USER` goes back to the command's number; turn allow_register off once the command has a number for everyone"
             ));
         }
         if self.phones_file.is_some() {
             notes.push(format!(
-                "allow_register is on with a [phones] file: the file is read before the directory {dir}, so users it lists can neither register nor change; a number registered for a user it does not list stays in the directory and is used until that user is added to the file or `twilio-2fa user remove USER` is run"
+                "allow_register is on{on} with a [phones] file: the file is read before the directory {dir}, so users it lists can neither register nor change; a number registered for a user it does not list stays in the directory and is used until that user is added to the file or `twilio-2fa user remove USER` is run"
             ));
         }
         notes

@@ -202,3 +202,59 @@ fn secret_files_must_not_be_readable_by_others() {
         .0
         .contains("readable by group or others"));
 }
+
+#[test]
+fn registration_turned_on_by_a_policy_block_gets_the_same_notes() {
+    let text = format!(
+        "{MINIMAL}[phones]\ndirectory = \"/d\"\ncommand = \"/bin/q %u\"\n[[policy]]\nusers = [\"x\"]\nmax_attempts = 3\n[[policy]]\ngroups = [\"newhires\"]\nallow_register = true\n"
+    );
+    let notes = Config::parse(&text).unwrap().notes().join("\n");
+    assert!(
+        notes.contains("allow_register is on in policy[2]: anyone who knows the password"),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("allow_register is on in policy[2] with a [phones] command"),
+        "{notes}"
+    );
+    let off = Config::parse(&format!("{MINIMAL}[phones]\ndirectory = \"/d\"\n")).unwrap();
+    assert!(!off.notes().join("\n").contains("allow_register"));
+}
+
+#[test]
+fn language_locale_and_messages_are_read_and_checked() {
+    let c = Config::parse(MINIMAL).unwrap();
+    assert_eq!(
+        (c.language, c.twilio_locale()),
+        (crate::i18n::Language::En, Some("en".into()))
+    );
+    let c = Config::parse(&format!("{MINIMAL}language = \"pt-BR\"\n")).unwrap();
+    assert_eq!(c.twilio_locale(), Some("pt-BR".into()));
+    let c = Config::parse(&format!("{MINIMAL}language = \"de\"\nlocale = \"\"\n")).unwrap();
+    assert_eq!(c.twilio_locale(), None);
+    for (extra, why) in [
+        ("language = \"xx\"", "language"),
+        (
+            "locale = \"de_DE\"",
+            "locale: \"de_DE\" is not a Twilio locale",
+        ),
+        ("locale = \"d\"", "locale"),
+        (
+            "[messages]\nbusy = \"{x}\"",
+            "messages.busy: unknown placeholder {x}",
+        ),
+        (
+            "[[policy]]\nusers = [\"a\"]\nlocale = \"bad locale\"",
+            "policy[1].locale",
+        ),
+        (
+            "[[policy]]\nusers = [\"a\"]\nlanguage = \"klingon\"",
+            "policy[1]",
+        ),
+    ] {
+        let e = Config::parse(&format!("{MINIMAL}{extra}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(why), "{extra}: {e}");
+    }
+}
