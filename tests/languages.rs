@@ -171,6 +171,77 @@ fn the_resend_wait_in_german_counts_seconds_in_the_plural() {
 }
 
 #[test]
+fn a_remembered_login_says_so_in_the_plural_form_of_its_language() {
+    for (remember, want) in [
+        (
+            60,
+            "Zwei-Faktor-Authentifizierung übersprungen: Sie haben sie von hier aus innerhalb der letzten 1 Minute bestanden.",
+        ),
+        (
+            120,
+            "Zwei-Faktor-Authentifizierung übersprungen: Sie haben sie von hier aus innerhalb der letzten 2 Minuten bestanden.",
+        ),
+    ] {
+        let s = Setup::sms(&format!("language = \"de\"\nremember = {remember}\n"));
+        s.login(vec![Answer::Code]).assert_rc(PAM_SUCCESS);
+        let r = s.login(vec![]);
+        r.assert_rc(PAM_SUCCESS);
+        assert_eq!(r.of(Style::Info), vec![want], "{:#?}", r.shown);
+        assert_eq!(s.sends().len(), 1);
+    }
+}
+
+#[test]
+fn the_menu_takes_method_names_in_the_language_and_in_english() {
+    for (language, answers, want_error, channel) in [
+        (
+            "de",
+            ["x", "Sprachanruf"],
+            "Geben Sie bitte eine Zahl von 1 bis 2 oder den Namen einer Methode ein.",
+            "call",
+        ),
+        (
+            "pt_BR",
+            ["x", "LIGAÇÃO DE VOZ"],
+            "Digite um número de 1 a 2 ou o nome de um método.",
+            "call",
+        ),
+        (
+            "fr",
+            ["x", "call"],
+            "Saisissez un nombre de 1 à 2 ou le nom d'une méthode.",
+            "call",
+        ),
+    ] {
+        let s = Setup::new(&format!("language = \"{language}\"\n{TWO}"));
+        let r = s.login(vec![text(answers[0]), text(answers[1]), Answer::Code]);
+        r.assert_rc(PAM_SUCCESS);
+        assert_eq!(r.errors(), vec![want_error], "{language}: {:#?}", r.shown);
+        assert_eq!(
+            s.sends()[0].form.get("Channel").map(String::as_str),
+            Some(channel)
+        );
+    }
+}
+
+#[test]
+fn an_expired_code_names_the_german_key_and_neu_gets_a_new_one() {
+    let s = Setup::sms("language = \"de\"\n");
+    // The check answers 20404: the verification is gone.
+    s.sim
+        .inject(pam_twilio_2fa::simulator::Fault::Delay(Duration::ZERO), 1);
+    s.sim
+        .inject(pam_twilio_2fa::simulator::Fault::Twilio(404, 20404), 1);
+    let r = s.login(vec![Answer::Code, text("neu"), Answer::Code]);
+    r.assert_rc(PAM_SUCCESS);
+    assert_eq!(
+        r.errors(),
+        vec!["Dieser Code ist abgelaufen. Geben Sie n ein, um einen neuen Code zu erhalten."]
+    );
+    assert_eq!(locales(&s), vec![some("de"); 2]);
+}
+
+#[test]
 fn german_answers_and_english_ones_work_at_the_code_prompt() {
     let s = Setup::new(&format!("language = \"de\"\nretry_time = 1\n{TWO}"));
     let r = s.login(vec![
@@ -532,7 +603,10 @@ fn a_locale_twilio_refuses_costs_one_retry_and_one_code() {
     assert_eq!(d.len(), 1, "only one code was delivered: {d:?}");
     assert_eq!(d[0].locale, None);
     let log = s.lab.events();
-    assert!(log.contains("Twilio refused Locale \\\"xx-YY\\\""), "{log}");
+    assert!(
+        log.contains("level=warning msg=\"Twilio refused Locale \\\"xx-YY\\\""),
+        "{log}"
+    );
     assert_eq!(log.matches("event=verification_sent").count(), 1, "{log}");
     assert!(!log.contains(&d[0].code), "{log}");
     // The user saw an ordinary prompt, and no error.
