@@ -399,6 +399,19 @@ fn an_override_names_the_help_desk_and_the_language_table_wins() {
 }
 
 #[test]
+fn a_policy_language_brings_that_languages_overrides() {
+    let s = Setup::sms(&format!(
+        "{HELP_DESK}[[policy]]\nusers = [\"{OTHER}\"]\nlanguage = \"de\"\n"
+    ));
+    let r = s.login_as(OTHER, None, 0, vec![]);
+    r.assert_rc(PAM_AUTH_ERR);
+    assert_eq!(
+        r.errors(),
+        vec!["Keine Nummer hinterlegt. Rufen Sie den ACME-Helpdesk an: 555-0100."]
+    );
+}
+
+#[test]
 fn an_override_of_contact_admin_follows_the_translated_refusal() {
     // A number on file from a country not allowed: the refusal in the
     // login's language, then the admin's help-desk line.
