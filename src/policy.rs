@@ -195,12 +195,31 @@ fn parse_block(value: toml::Value) -> Result<Policy, toml::de::Error> {
         }
     };
     let (users, groups) = (names("users")?, names("groups")?);
-    let overrides = toml::Value::Table(table).try_into()?;
+    let overrides = toml::Value::Table(table.clone())
+        .try_into()
+        .map_err(|e: toml::de::Error| name_the_key(&table, e))?;
     Ok(Policy {
         users,
         groups,
         overrides,
     })
+}
+
+/// serde's message for a bad value names the value, not the key ("invalid
+/// type: string \"x\", expected u32"): find the key it came from.
+fn name_the_key(table: &toml::Table, e: toml::de::Error) -> toml::de::Error {
+    use serde::de::Error;
+    if e.message().contains("unknown field") {
+        return e;
+    }
+    let bad = table.iter().find(|(k, v)| {
+        let one = toml::Table::from_iter([((*k).clone(), (*v).clone())]);
+        toml::Value::Table(one).try_into::<Overrides>().is_err()
+    });
+    match bad {
+        Some((key, _)) => toml::de::Error::custom(format!("{key}: {}", e.message())),
+        None => e,
+    }
 }
 
 /// Checks the `[[policy]]` blocks against the checked top level `base`.
@@ -211,7 +230,12 @@ pub fn parse_blocks(raw: Vec<toml::Value>, base: &Config) -> Result<Vec<Policy>,
         let at = format!("policy[{}]", i + 1);
         let block = parse_block(value).map_err(|e| {
             let msg = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
-            ConfigError(format!("{at}: {msg}"))
+            // "users: ..." names its key: "policy[1].users: ...", as below.
+            let keyed = ["users", "groups"]
+                .iter()
+                .chain(KEYS.iter())
+                .any(|k| msg.starts_with(&format!("{k}: ")));
+            ConfigError(format!("{at}{}{msg}", if keyed { "." } else { ": " }))
         })?;
         if block.users.is_empty() && block.groups.is_empty() {
             return Err(ConfigError(format!(

@@ -268,7 +268,7 @@ fn check_text(at: &str, msg: Msg, text: &str) -> Result<(), String> {
     if text.len() > 1024 {
         return Err(format!("{at}: longer than 1024 bytes"));
     }
-    if let Some(c) = text.chars().find(|c| c.is_control()) {
+    if let Some(c) = text.chars().find(|&c| c.is_control() || is_bidi_control(c)) {
         return Err(format!(
             "{at}: contains the control character {:?}; write it on one line, without escapes",
             c
@@ -286,6 +286,13 @@ fn check_text(at: &str, msg: Msg, text: &str) -> Result<(), String> {
         return Err(format!("{at}: must contain the placeholder {{{p}}}"));
     }
     Ok(())
+}
+
+/// Bidirectional embeddings, overrides and isolates reorder what follows
+/// them on the terminal (text that reads differently from what it is);
+/// the marks U+200E/U+200F, which only set a direction, stay allowed.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 fn describe(placeholders: &[&str]) -> String {

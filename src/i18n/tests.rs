@@ -189,6 +189,8 @@ fn bad_overrides_are_refused_with_the_key_and_the_reason() {
         ),
         ("busy = \"Busy\\u001b[2J\"", "control character"),
         ("busy = \"two\\nlines\"", "control character"),
+        ("busy = \"\\u202Eysub\"", "control character"),
+        ("busy = \"\\u2067Busy\\u2069\"", "control character"),
         (r#"busy = "a { b""#, "a { without its }"),
         (r#"busy = """#, "must not be empty"),
         (r#"busy = 3"#, "must be a string"),
