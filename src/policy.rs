@@ -338,6 +338,11 @@ pub fn effective<'c>(
 
 /// Where an effective setting came from, for `twilio-2fa policy`.
 pub fn source_of(cfg: &Config, block: Option<usize>, key: &str) -> String {
+    let set_in_block = |k| block.is_some_and(|i| cfg.policies[i].overrides.keys_set().contains(&k));
+    // An unset locale follows the language: it comes from where that did.
+    if key == "locale" && !set_in_block("locale") && !cfg.top_level.keys_set().contains(&"locale") {
+        return source_of(cfg, block, "language");
+    }
     if let Some(i) = block {
         if cfg.policies[i].overrides.keys_set().contains(&key) {
             return format!("policy[{}]", i + 1);

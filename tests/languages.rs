@@ -506,7 +506,10 @@ fn a_group_policy_makes_its_members_logins_french() {
     assert!(ok, "{err}");
     assert!(out.contains("language = \"fr\"  # policy[1]"), "{out}");
     // The locale key itself is unset: it follows the language.
-    assert!(out.contains("locale = \"fr\"  (from language)"), "{out}");
+    assert!(
+        out.contains("locale = \"fr\"  (from language)  # policy[1]"),
+        "{out}"
+    );
     let (ok, out, err) = s.cli(&["policy", "root"]);
     assert!(ok, "{err}");
     assert!(out.contains("language = \"en\"  # default"), "{out}");
