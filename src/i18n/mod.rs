@@ -106,12 +106,19 @@ impl fmt::Display for Language {
 impl<'de> Deserialize<'de> for Language {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        Language::parse(&s).ok_or_else(|| {
-            serde::de::Error::custom(format!(
+        Language::parse_or_explain(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Language {
+    /// `parse`, with an error that lists the shipped languages.
+    pub fn parse_or_explain(s: &str) -> Result<Language, String> {
+        Language::parse(s).ok_or_else(|| {
+            format!(
                 "\"{}\" is not a language this module ships; use one of {}",
                 s.escape_debug(),
                 Language::ALL.map(Language::code).join(", ")
-            ))
+            )
         })
     }
 }

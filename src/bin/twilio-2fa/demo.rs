@@ -15,10 +15,7 @@ const DEMO_PHONE: &str = "+12015552671";
 pub fn run(args: &[String]) -> Result<(), String> {
     let f = crate::flags(args, &["--module", "--language"])?;
     let language = match f.get("--language") {
-        Some(l) => Language::parse(l).ok_or_else(|| {
-            let all = Language::ALL.map(Language::code).join(", ");
-            format!("--language: {l:?} is not a language the module ships; use one of {all}")
-        })?,
+        Some(l) => Language::parse_or_explain(l).map_err(|e| format!("--language: {e}"))?,
         None => Language::En,
     };
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;

@@ -8,10 +8,7 @@ use std::io::Write;
 pub fn run(args: &[String]) -> Result<(), String> {
     let f = crate::flags(args, &["--language", "--config"])?;
     let language = match f.get("--language") {
-        Some(l) => Language::parse(l).ok_or_else(|| {
-            let all = Language::ALL.map(Language::code).join(", ");
-            format!("--language: {l:?} is not a language the module ships; use one of {all}")
-        })?,
+        Some(l) => Language::parse_or_explain(l).map_err(|e| format!("--language: {e}"))?,
         None => Language::En,
     };
     // With a config: the texts its users see, overrides included.
