@@ -84,9 +84,17 @@ fn error_60212_too_many_concurrent_is_rate_limited_without_retry() {
 #[test]
 fn error_60200_invalid_parameter_is_denied_and_logged() {
     let s = Setup::sms("");
-    s.sim.inject(Fault::Twilio(400, 60200), 1);
+    // Twilio gives the same answer to the retry without a Locale.
+    s.sim.inject(Fault::Twilio(400, 60200), 2);
     s.login(vec![Answer::Code]).assert_rc(PAM_AUTH_ERR);
     assert!(s.log().contains("Twilio error 60200"), "{}", s.log());
+    let locales: Vec<Option<String>> = s
+        .sends()
+        .iter()
+        .map(|r| r.form.get("Locale").cloned())
+        .collect();
+    assert_eq!(locales, vec![Some("en".to_string()), None]);
+    assert!(!s.log().contains("Twilio refused Locale"), "{}", s.log());
 }
 
 #[test]
@@ -541,7 +549,7 @@ fn nothing_logged_holds_a_token_secret_code_or_full_number() {
         vec![text("(201) 555-0177"), text("3"), Answer::Code],
     )
     .assert_rc(PAM_SUCCESS);
-    s.sim.inject(Fault::Twilio(400, 60200), 1);
+    s.sim.inject(Fault::Twilio(400, 60200), 2);
     s.login(vec![text("1"), Answer::Code]);
     s.sim.inject(Fault::Status(500), 1);
     s.login(vec![text("1"), Answer::Code]);
