@@ -117,7 +117,7 @@ fn authenticate(pamh: &Pam, flags: PamFlags, args: &[String]) -> PamError {
             return PamError::SERVICE_ERR;
         }
     };
-    let events = SystemLog::new(args.debug, cfg.event_log.clone());
+    let events = SystemLog::from_config(args.debug, &cfg);
     if args.panic_for_test {
         panic!("test_panic module argument");
     }

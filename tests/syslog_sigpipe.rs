@@ -14,7 +14,6 @@ use common::*;
 use pam_twilio_2fa::pam_client::{code_name, PAM_SUCCESS};
 use pam_twilio_2fa::simulator::SimConfig;
 use reexec::ChildLogin;
-use std::ffi::CString;
 use std::io::Read;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::ExitStatusExt;
@@ -41,42 +40,6 @@ fn child_login_with_test_syslog() {
     // Rust programs start with SIGPIPE ignored; a C host need not.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     req.run();
-}
-
-/// In the child's private mount namespace: /dev/log becomes `socket`. With no
-/// /dev/log to mount over, /dev becomes a tmpfs holding the few devices a
-/// login needs, bound from the real /dev, and the socket.
-fn use_as_dev_log(socket: &Path, scratch: &Path) {
-    let dev_log = Path::new("/dev/log");
-    if dev_log.symlink_metadata().is_ok() {
-        bind_mount(socket, dev_log);
-        return;
-    }
-    let real = scratch.join("realdev");
-    std::fs::create_dir(&real).unwrap();
-    bind_mount(Path::new("/dev"), &real);
-    let (tmpfs, dev, mode) = (
-        CString::new("tmpfs").unwrap(),
-        CString::new("/dev").unwrap(),
-        CString::new("mode=755").unwrap(),
-    );
-    let rc = unsafe {
-        libc::mount(
-            tmpfs.as_ptr(),
-            dev.as_ptr(),
-            tmpfs.as_ptr(),
-            libc::MS_NOSUID,
-            mode.as_ptr().cast(),
-        )
-    };
-    assert_eq!(rc, 0, "tmpfs on /dev: {}", std::io::Error::last_os_error());
-    for name in ["null", "zero", "random", "urandom"] {
-        let path = Path::new("/dev").join(name);
-        std::fs::File::create(&path).unwrap();
-        bind_mount(&real.join(name), &path);
-    }
-    std::fs::File::create(dev_log).unwrap();
-    bind_mount(socket, dev_log);
 }
 
 /// A stand-in syslog daemon on a stream socket: it closes the first

@@ -51,6 +51,8 @@ pub struct Config {
     pub phones_directory: Option<PathBuf>,
     pub labels: BTreeMap<Method, String>,
     pub event_log: Option<PathBuf>,
+    /// `event_format`: text (key=value) or JSON lines, for syslog and event_log.
+    pub event_format: crate::events::Format,
     pub state_dir: PathBuf,
     pub max_attempts_timeout: u64,
     pub remember: u64,
@@ -186,6 +188,8 @@ struct RawConfig {
     #[serde(default = "default_http_timeout")]
     http_timeout: u64,
     event_log: Option<PathBuf>,
+    #[serde(default)]
+    event_format: crate::events::Format,
     #[serde(default = "default_state_dir")]
     state_dir: PathBuf,
     max_attempts_timeout: Option<u64>,
@@ -454,6 +458,14 @@ impl Config {
             self.twilio_locale().unwrap_or_else(|| "none".into()),
             if self.messages == crate::i18n::Overrides::default() { "as shipped" } else { "some reworded ([messages])" },
         );
+        out.push_str(&format!(
+            "events           {} (syslog{})\n",
+            self.event_format.name(),
+            self.event_log
+                .as_ref()
+                .map(|p| format!(" and {}", p.display()))
+                .unwrap_or_default()
+        ));
         for note in self.notes() {
             out.push_str(&format!("note: {note}\n"));
         }

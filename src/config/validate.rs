@@ -55,6 +55,7 @@ impl RawConfig {
             phones_directory: self.phones.directory,
             labels,
             event_log: self.event_log,
+            event_format: self.event_format,
             state_dir: self.state_dir,
             max_attempts_timeout: default_max_attempts_timeout(),
             remember: 0,

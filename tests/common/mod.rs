@@ -489,3 +489,39 @@ pub fn bind_mount(from: &std::path::Path, onto: &std::path::Path) {
         std::io::Error::last_os_error()
     );
 }
+
+/// In the child's private mount namespace: /dev/log becomes `socket`. With no
+/// /dev/log to mount over, /dev becomes a tmpfs holding the few devices a
+/// login needs, bound from the real /dev, and the socket.
+pub fn use_as_dev_log(socket: &std::path::Path, scratch: &std::path::Path) {
+    let dev_log = std::path::Path::new("/dev/log");
+    if dev_log.symlink_metadata().is_ok() {
+        bind_mount(socket, dev_log);
+        return;
+    }
+    let real = scratch.join("realdev");
+    std::fs::create_dir(&real).unwrap();
+    bind_mount(std::path::Path::new("/dev"), &real);
+    let (tmpfs, dev, mode) = (
+        std::ffi::CString::new("tmpfs").unwrap(),
+        std::ffi::CString::new("/dev").unwrap(),
+        std::ffi::CString::new("mode=755").unwrap(),
+    );
+    let rc = unsafe {
+        libc::mount(
+            tmpfs.as_ptr(),
+            dev.as_ptr(),
+            tmpfs.as_ptr(),
+            libc::MS_NOSUID,
+            mode.as_ptr().cast(),
+        )
+    };
+    assert_eq!(rc, 0, "tmpfs on /dev: {}", std::io::Error::last_os_error());
+    for name in ["null", "zero", "random", "urandom"] {
+        let path = std::path::Path::new("/dev").join(name);
+        std::fs::File::create(&path).unwrap();
+        bind_mount(&real.join(name), &path);
+    }
+    std::fs::File::create(dev_log).unwrap();
+    bind_mount(socket, dev_log);
+}

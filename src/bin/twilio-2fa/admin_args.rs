@@ -51,9 +51,10 @@ pub fn parse(
     })
 }
 
-/// Logs an admin action (syslog and event_log), naming who ran it.
+/// Logs an admin action (syslog and event_log, in the config's
+/// event_format), naming who ran it.
 pub fn log_event(cfg: &Config, r: Record) {
-    let log = SystemLog::new(false, cfg.event_log.clone());
+    let log = SystemLog::from_config(false, cfg);
     let by = std::env::var("SUDO_USER").unwrap_or_else(|_| "root".into());
     log.record(r.with("by", by));
 }
