@@ -14,6 +14,7 @@ pub mod flow;
 mod https;
 pub mod i18n;
 pub mod lab;
+pub mod ldap;
 pub mod method;
 pub mod net;
 pub mod number_policy;

@@ -3,6 +3,7 @@
 mod admin;
 mod admin_args;
 mod demo;
+mod ldap_phone;
 mod messages;
 mod policy;
 mod user;
@@ -29,6 +30,9 @@ const USAGE: &str = "usage:
   twilio-2fa user show USER [--full] [--config PATH]   the user's number (masked unless --full)
   twilio-2fa user remove USER [--config PATH]          remove a number from the phone directory
   twilio-2fa user list [--config PATH]                 every user with a number (masked)
+  twilio-2fa ldap-phone USER [--config PATH]
+                                     print USER's number from LDAP, for [phones] command
+                                     (default config /etc/twilio-2fa/ldap.toml; see docs/ldap.md)
   twilio-2fa messages [--language L] [--config PATH]
                                      every message id [messages] may override: placeholders,
                                      English text, and L's (with PATH's overrides)
@@ -45,6 +49,7 @@ fn main() -> ExitCode {
         Some("forget") => admin::forget(&raw[1..]),
         Some("user") => user::run(&raw[1..]),
         Some("policy") => policy::run(&raw[1..]),
+        Some("ldap-phone") => ldap_phone::run(&raw[1..]),
         _ => text_command(&raw),
     };
     match result {
