@@ -5,6 +5,7 @@ mod admin_args;
 mod demo;
 mod messages;
 mod policy;
+mod rate_limits;
 mod user;
 
 use pam_twilio_2fa::config::{Config, DEFAULT_PATH};
@@ -29,6 +30,10 @@ const USAGE: &str = "usage:
   twilio-2fa user show USER [--full] [--config PATH]   the user's number (masked unless --full)
   twilio-2fa user remove USER [--config PATH]          remove a number from the phone directory
   twilio-2fa user list [--config PATH]                 every user with a number (masked)
+  twilio-2fa rate-limits apply [--config PATH]
+                                     create, update or delete the Verify service's rate limits
+                                     and buckets to match [rate_limits] (idempotent)
+  twilio-2fa rate-limits show [--config PATH]   the rate limits and buckets Twilio has
   twilio-2fa messages [--language L] [--config PATH]
                                      every message id [messages] may override: placeholders,
                                      English text, and L's (with PATH's overrides)
@@ -45,6 +50,7 @@ fn main() -> ExitCode {
         Some("forget") => admin::forget(&raw[1..]),
         Some("user") => user::run(&raw[1..]),
         Some("policy") => policy::run(&raw[1..]),
+        Some("rate-limits") => rate_limits::run(&raw[1..]),
         _ => text_command(&raw),
     };
     match result {
