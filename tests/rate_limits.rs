@@ -9,9 +9,8 @@
 mod common;
 
 use common::*;
-use pam_twilio_2fa::config::Config;
 use pam_twilio_2fa::pam_client::*;
-use pam_twilio_2fa::twilio_client::TwilioClient;
+use pam_twilio_2fa::twilio_client::{agent, basic_auth};
 
 const SECRET: &str = "test-secret-0123456789abcdef0123456789abcdef";
 
@@ -169,23 +168,30 @@ fn a_rate_limit_twilio_does_not_have_says_to_run_apply() {
     );
 }
 
-/// A rate limit another application keeps on the same Verify service.
+/// A rate limit another application keeps on the same Verify service,
+/// made straight over HTTP.
 fn foreign_rate_limit(s: &Setup) {
-    let cfg = Config::load(&s.lab.config).unwrap();
-    let client = TwilioClient::new(&cfg);
-    let j = client
-        .service_post(
-            "/RateLimits",
-            &[("UniqueName", "other_app"), ("Description", "theirs")],
-        )
-        .unwrap();
-    let rk = j["sid"].as_str().unwrap().to_string();
-    client
-        .service_post(
-            &format!("/RateLimits/{rk}/Buckets"),
-            &[("Max", "9"), ("Interval", "60")],
-        )
-        .unwrap();
+    let c = s.sim.config();
+    let base = format!("{}/v2/Services/{}/RateLimits", s.sim.url(), c.service_sid);
+    let auth = basic_auth(&c.account_sid, &c.auth_token);
+    let post = |url: &str, form: &[(&str, &str)]| -> serde_json::Value {
+        let mut resp = agent(10)
+            .post(url)
+            .header("Authorization", &auth)
+            .send_form(form.iter().copied())
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 201);
+        serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap()
+    };
+    let j = post(
+        &base,
+        &[("UniqueName", "other_app"), ("Description", "theirs")],
+    );
+    let rk = j["sid"].as_str().unwrap();
+    post(
+        &format!("{base}/{rk}/Buckets"),
+        &[("Max", "9"), ("Interval", "60")],
+    );
 }
 
 #[test]
