@@ -84,7 +84,8 @@ fn error_60212_too_many_concurrent_is_rate_limited_without_retry() {
 #[test]
 fn error_60200_invalid_parameter_is_denied_and_logged() {
     let s = Setup::sms("");
-    s.sim.inject(Fault::Twilio(400, 60200), 1);
+    // Twice: a send with a Locale is retried once without it (languages.rs).
+    s.sim.inject(Fault::Twilio(400, 60200), 2);
     s.login(vec![Answer::Code]).assert_rc(PAM_AUTH_ERR);
     assert!(s.log().contains("Twilio error 60200"), "{}", s.log());
 }
