@@ -280,6 +280,22 @@ fn apply_is_idempotent_applies_changes_and_deletes_only_its_own() {
     );
     assert!(lines[other + 1].ends_with(": max 9 per 60 s"), "{out}");
     assert!(!out.contains("t2fa_address"), "{out}");
+
+    // The whole section gone: what apply made goes, the rest stays.
+    s.rewrite_config("allowed_methods = [\"sms\"]\n", |c| c);
+    let (ok, out, err) = s.cli(&["rate-limits", "apply"]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("rate limit t2fa_user: deleted (no longer in the config)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("rate limit t2fa_user_address: deleted"),
+        "{out}"
+    );
+    let (_, out, _) = s.cli(&["rate-limits", "show"]);
+    assert!(out.starts_with("rate limit other_app (RK"), "{out}");
+    assert_eq!(out.lines().count(), 2, "{out}");
 }
 
 #[test]

@@ -110,13 +110,12 @@ fn fetch(client: &TwilioClient) -> Result<Vec<Remote>, String> {
 }
 
 fn apply(cfg: &pam_twilio_2fa::config::Config) -> Result<(), String> {
-    let Some(wanted) = &cfg.rate_limits else {
-        return Err("the config has no [rate_limits] section: nothing to apply".into());
-    };
+    // No section: nothing is wanted, so the rate limits this command made go.
+    let wanted: &[RateLimit] = cfg.rate_limits.as_ref().map_or(&[], |r| &r.limits);
     let client = TwilioClient::new(cfg);
     let remote = fetch(&client)?;
     let mut changes: Vec<String> = Vec::new();
-    for l in &wanted.limits {
+    for l in wanted {
         let desc = description(l);
         let (sid, have) = match remote.iter().find(|r| r.name == l.name) {
             Some(r) => {
@@ -157,7 +156,7 @@ fn apply(cfg: &pam_twilio_2fa::config::Config) -> Result<(), String> {
         buckets(&client, l, &sid, have, &mut changes)?;
     }
     for r in &remote {
-        if wanted.limits.iter().any(|l| l.name == r.name) {
+        if wanted.iter().any(|l| l.name == r.name) {
             continue;
         }
         if r.description.starts_with(MARK) {
