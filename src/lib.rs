@@ -26,6 +26,7 @@ pub mod phone_book;
 pub mod phone_command;
 pub mod pki;
 pub mod policy;
+pub mod rate_limits;
 mod resolver;
 pub mod secure_file;
 pub mod session;

@@ -5,7 +5,7 @@ use crate::ca_store;
 use crate::config::{wipe, Config, Secret};
 use crate::method::Method;
 use crate::number_policy::{LineInfo, LineTypeLookup};
-use crate::verify::{ApiError, CheckResult, Verification, VerifyApi};
+use crate::verify::{ApiError, CheckResult, SendOptions, Verification, VerifyApi};
 use base64::Engine;
 use serde::Deserialize;
 use std::sync::{Arc, OnceLock};
@@ -170,6 +170,34 @@ impl TwilioClient {
         })
     }
 
+    fn delete(&self, url: &str) -> Result<serde_json::Value, ApiError> {
+        self.call(url, &|agent| {
+            agent
+                .delete(url)
+                .header("Authorization", self.auth_header.expose())
+                .header("Accept", "application/json")
+                .call()
+        })
+    }
+
+    /// Admin requests under the Verify service (`twilio-2fa rate-limits`):
+    /// `path` is relative to `/v2/Services/{sid}`, e.g. "/RateLimits".
+    pub fn service_get(&self, path: &str) -> Result<serde_json::Value, ApiError> {
+        self.get(&format!("{}{path}", self.base))
+    }
+
+    pub fn service_post(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> Result<serde_json::Value, ApiError> {
+        self.post(path, form)
+    }
+
+    pub fn service_delete(&self, path: &str) -> Result<(), ApiError> {
+        self.delete(&format!("{}{path}", self.base)).map(|_| ())
+    }
+
     fn answer(
         &self,
         url: &str,
@@ -234,6 +262,10 @@ pub fn interpret(status: u16, body: &str) -> Result<serde_json::Value, ApiError>
     // (5xx, a redirect, an informational status) is no usable answer.
     if !(200..300).contains(&status) && !(400..500).contains(&status) {
         return Err(ApiError::Unavailable(format!("HTTP {status} from Twilio")));
+    }
+    // A deleted resource: 204 and no body.
+    if status == 204 {
+        return Ok(serde_json::Value::Object(Default::default()));
     }
     let json: Option<serde_json::Value> = serde_json::from_str(body).ok();
     if (200..300).contains(&status) {
@@ -390,19 +422,17 @@ impl LineTypeLookup for TwilioClient {
 }
 
 impl VerifyApi for TwilioClient {
-    fn send(
-        &self,
-        to: &str,
-        method: Method,
-        friendly_name: Option<&str>,
-        locale: Option<&str>,
-    ) -> Result<Verification, ApiError> {
+    fn send(&self, to: &str, method: Method, opts: &SendOptions) -> Result<Verification, ApiError> {
         let mut form = vec![("To", to), ("Channel", method.name())];
-        if let Some(name) = friendly_name {
+        if let Some(name) = opts.friendly_name {
             form.push(("CustomFriendlyName", name));
         }
-        if let Some(locale) = locale {
+        if let Some(locale) = opts.locale {
             form.push(("Locale", locale));
+        }
+        let rate_limits = crate::rate_limits::RateLimits::param(opts.rate_limits);
+        if let Some(r) = &rate_limits {
+            form.push(("RateLimits", r));
         }
         let j = self.post("/Verifications", &form)?;
         // The SID goes back into URL paths: accept only the documented shape.

@@ -70,16 +70,21 @@ pub mod codes {
     pub const LOCALE_NO_VOICE: u32 = 60331;
 }
 
+/// What a send asks of Twilio besides the number and the channel.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SendOptions<'a> {
+    /// `CustomFriendlyName`.
+    pub friendly_name: Option<&'a str>,
+    /// `Locale`: the language of the SMS, call or WhatsApp text.
+    pub locale: Option<&'a str>,
+    /// `RateLimits`: (unique name, value) for each Service Rate Limit the
+    /// send is counted under; values are keyed hashes, never clear text.
+    pub rate_limits: &'a [(String, String)],
+}
+
 pub trait VerifyApi {
-    /// `POST /v2/Services/{sid}/Verifications`; `locale` is Twilio's
-    /// `Locale` (the language of the SMS, call or WhatsApp text).
-    fn send(
-        &self,
-        to: &str,
-        method: Method,
-        friendly_name: Option<&str>,
-        locale: Option<&str>,
-    ) -> Result<Verification, ApiError>;
+    /// `POST /v2/Services/{sid}/Verifications`.
+    fn send(&self, to: &str, method: Method, opts: &SendOptions) -> Result<Verification, ApiError>;
     /// `POST /v2/Services/{sid}/VerificationCheck` with `VerificationSid`, never `To`.
     fn check(&self, verification_sid: &str, code: &str) -> Result<CheckResult, ApiError>;
     /// `POST /v2/Services/{sid}/Verifications/{sid}` with `Status=canceled`.

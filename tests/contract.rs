@@ -245,3 +245,82 @@ fn carrier_lookup_conforms_to_twilios_lookups_spec() {
         assert!(known, "unexpected answer violation: {line}");
     }
 }
+
+#[test]
+fn rate_limits_and_a_send_naming_them_conform_to_twilios_verify_spec() {
+    let s = Setup::sms("");
+    let prism = Prism::start(&s.sim.url(), s.lab.dir.join("prism.log"));
+    let secret = s.lab.dir.join("rate_limits.secret");
+    s.lab
+        .write_private(&secret, "contract-secret-0123456789abcdef0123456789")
+        .unwrap();
+    let limits = |user_max: u32, with_address: bool| {
+        let mut t = format!(
+            "[rate_limits]\nsecret_file = \"{}\"\n[[rate_limits.limit]]\nname = \"t2fa_user\"\nkey = \"user\"\nbuckets = [{{ max = {user_max}, interval = 600 }}, {{ max = 10, interval = 3600 }}]\n",
+            secret.display()
+        );
+        if with_address {
+            t.push_str("[[rate_limits.limit]]\nname = \"t2fa_address\"\nkey = \"rhost\"\nbuckets = [{ max = 20, interval = 3600 }]\n");
+        }
+        t
+    };
+    let (sim_url, prism_url) = (s.sim.url(), prism.url());
+    let write = |text: String| {
+        s.rewrite_config("allowed_methods = [\"sms\"]\n", |t| {
+            format!(
+                "{}\n{text}",
+                t.replace(
+                    &format!("verify_url = \"{sim_url}\""),
+                    &format!("verify_url = \"{prism_url}\""),
+                )
+            )
+        })
+    };
+    // Create (rate limits, buckets), then a send naming them and a check.
+    write(limits(3, true));
+    let (ok, out, err) = s.cli(&["rate-limits", "apply"]);
+    assert!(ok, "{out}{err}\n{}", prism.output());
+    s.login(vec![Answer::Code]).assert_rc(PAM_SUCCESS);
+    // Update a bucket and a description, delete a rate limit, list them.
+    write(limits(4, false).replace("key = \"user\"", "key = \"user+rhost\""));
+    let (ok, out, err) = s.cli(&["rate-limits", "apply"]);
+    assert!(ok, "{out}{err}\n{}", prism.output());
+    let (ok, out, err) = s.cli(&["rate-limits", "show"]);
+    assert!(ok, "{out}{err}\n{}", prism.output());
+
+    let log = prism.output();
+    let received = s.sim.received();
+    let send = received
+        .iter()
+        .find(|r| r.path.ends_with("/Verifications"))
+        .expect("a send");
+    assert!(send.form.contains_key("RateLimits"), "{send:?}");
+    for (method, what) in [
+        ("POST", "/RateLimits"),
+        ("POST", "/Buckets"),
+        ("GET", "/RateLimits"),
+        ("GET", "/Buckets"),
+        ("DELETE", "/RateLimits/RK"),
+    ] {
+        assert!(
+            received
+                .iter()
+                .any(|r| r.method == method && r.path.contains(what)),
+            "no {method} {what} reached the simulator:\n{log}"
+        );
+    }
+    assert!(
+        received
+            .iter()
+            .any(|r| r.method == "POST" && r.path.contains("/Buckets/BL")),
+        "no bucket update:\n{log}"
+    );
+    assert_eq!(
+        log.matches("Forwarding \"").count(),
+        received.len(),
+        "{log}"
+    );
+    for bad in ["Violation", "UNPROCESSABLE_ENTITY", "UNAUTHORIZED", "✖"] {
+        assert!(!log.contains(bad), "Prism reported {bad}:\n{log}");
+    }
+}

@@ -79,6 +79,8 @@ pub struct Config {
     pub top_level: crate::policy::Overrides,
     /// `[[policy]]` blocks, in file order; the first match wins.
     pub policies: Vec<crate::policy::Policy>,
+    /// `[rate_limits]`: Twilio's Service Rate Limits every send names.
+    pub rate_limits: Option<crate::rate_limits::RateLimits>,
 }
 
 /// Twilio Lookup v2 `line_type_intelligence.type` values.
@@ -211,6 +213,7 @@ struct RawConfig {
     /// Checked block by block so errors name the block: `crate::policy`.
     #[serde(default)]
     policy: Vec<toml::Value>,
+    rate_limits: Option<crate::rate_limits::RawRateLimits>,
 }
 
 #[derive(Deserialize)]
@@ -466,10 +469,33 @@ impl Config {
                 .map(|p| format!(" and {}", p.display()))
                 .unwrap_or_default()
         ));
+        out.push_str(&format!(
+            "rate_limits      {}\n",
+            self.rate_limits_summary()
+        ));
         for note in self.notes() {
             out.push_str(&format!("note: {note}\n"));
         }
         out
+    }
+
+    /// `[rate_limits]` in one line: each limit, its key and buckets.
+    fn rate_limits_summary(&self) -> String {
+        let Some(r) = &self.rate_limits else {
+            return "- (none: only Twilio's own limits per number)".into();
+        };
+        r.limits
+            .iter()
+            .map(|l| {
+                let buckets: Vec<String> = l
+                    .buckets
+                    .iter()
+                    .map(|b| format!("{} per {} s", b.max, b.interval))
+                    .collect();
+                format!("{} (by {}: {})", l.name, l.key.name(), buckets.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 
     /// Settings that are valid but deserve the admin's attention.

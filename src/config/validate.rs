@@ -24,6 +24,10 @@ impl RawConfig {
         let labels = self.check_methods()?;
         let messages = crate::i18n::Overrides::from_table(&self.messages).map_err(ConfigError)?;
         let policy = std::mem::take(&mut self.policy);
+        let rate_limits = match self.rate_limits.take() {
+            Some(raw) => Some(raw.check(read_secret_file)?),
+            None => None,
+        };
         let mut cfg = Config {
             account_sid: self.account_sid.clone(),
             credentials,
@@ -64,6 +68,7 @@ impl RawConfig {
             messages,
             top_level: top_level.clone(),
             policies: Vec::new(),
+            rate_limits,
         };
         // The top level over the defaults, then the blocks over that.
         top_level.apply(&mut cfg);

@@ -7,7 +7,7 @@ use crate::i18n::Msg;
 use crate::method::Method;
 use crate::phone::PhoneNumber;
 use crate::state::{PendingSend, UserState};
-use crate::verify::{codes, ApiError, Verification, VerifyApi};
+use crate::verify::{codes, ApiError, SendOptions, Verification, VerifyApi};
 
 /// What happened under the lock in `send_locked`.
 enum SendResult {
@@ -151,6 +151,17 @@ impl Flow<'_, '_> {
         let (api, clock) = (self.env.api, self.env.clock);
         let (retry_time, friendly) = (self.cfg.retry_time, self.friendly_name(method));
         let locale = self.cfg.twilio_locale();
+        let rate_limits = self
+            .cfg
+            .rate_limits
+            .as_ref()
+            .map(|r| r.values(self.login.user, self.login.rhost))
+            .unwrap_or_default();
+        let opts = SendOptions {
+            friendly_name: friendly.as_deref(),
+            locale: locale.as_deref(),
+            rate_limits: &rate_limits,
+        };
         let mut refused = None;
         let mut result = SendResult::NotRun;
         let mut canceled = None;
@@ -187,8 +198,7 @@ impl Flow<'_, '_> {
                 canceled = Some(api.cancel(old).map(|_| old.to_string()));
             }
             let to = phone.e164();
-            let sent =
-                send_in_language(api, to, method, friendly.as_deref(), &locale, &mut refused);
+            let sent = send_in_language(api, to, method, &opts, &mut refused);
             result = match sent {
                 Ok(v) => {
                     let p = PendingSend {
@@ -300,6 +310,7 @@ impl Flow<'_, '_> {
 
     fn send_failure(&mut self, e: &ApiError, method: Method) -> Outcome {
         let code = e.twilio_code();
+        let mut reason = "send_failed";
         let (outcome, text) = match (e, code) {
             (ApiError::Unavailable(why), _) => (self.unreachable("send", why), Msg::Unavailable),
             (_, Some(codes::BAD_CREDENTIALS)) => {
@@ -313,7 +324,36 @@ impl Flow<'_, '_> {
                 ));
                 (Outcome::ServiceErr, Msg::SetupError)
             }
+            // Twilio answers a full bucket of a Service Rate Limit with
+            // 429 and 60203, as its own send limit, and names neither the
+            // bucket nor when it empties.
+            (ApiError::Twilio { http_status, .. }, Some(codes::MAX_SEND_ATTEMPTS))
+                if self.cfg.rate_limits.is_some() =>
+            {
+                reason = "rate_limited";
+                let names = self.cfg.rate_limits.as_ref().map(|r| r.names());
+                self.log(
+                    Record::message(
+                        Level::Warning,
+                        format!(
+                            "Twilio refused to send a code (error 60203, HTTP {http_status}): a bucket of [rate_limits] ({}) is full, or Twilio's own limit of 5 sends per verification was reached; `twilio-2fa rate-limits show` lists the buckets",
+                            names.unwrap_or_default()
+                        ),
+                    )
+                    .with("user", self.login.user)
+                    .with("rhost", self.login.rhost.unwrap_or("-")),
+                );
+                (Outcome::AuthErr, Msg::RequestLimit)
+            }
             (_, Some(codes::MAX_SEND_ATTEMPTS)) => (Outcome::AuthErr, Msg::SendLimit),
+            (ApiError::Twilio { message, .. }, Some(codes::INVALID_PARAMETER))
+                if self.cfg.rate_limits.is_some() && message.contains("RateLimits") =>
+            {
+                self.admin_error(format!(
+                    "Twilio refused the send's RateLimits ({e}): run `twilio-2fa rate-limits apply` so that the Verify service has every rate limit [rate_limits] declares"
+                ));
+                (Outcome::AuthErr, Msg::SendFailed)
+            }
             (_, Some(codes::TOO_MANY_REQUESTS | codes::TOO_MANY_CONCURRENT)) => {
                 (Outcome::AuthErr, Msg::RateLimited)
             }
@@ -339,7 +379,7 @@ impl Flow<'_, '_> {
         self.log(
             Record::event("verification_failed")
                 .with("user", self.login.user)
-                .with("reason", "send_failed")
+                .with("reason", reason)
                 .with(
                     "twilio_code",
                     code.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
@@ -373,15 +413,17 @@ impl Flow<'_, '_> {
 /// may answer 60331, a bad value 60200): one retry, without. `refused` is
 /// set only when that retry worked, so a real error is not blamed on the
 /// locale.
+/// The retry keeps every other option (`RateLimits` above all: a send
+/// without them would not be counted).
 fn send_in_language(
     api: &dyn VerifyApi,
     to: &str,
     method: Method,
-    friendly: Option<&str>,
-    locale: &Option<String>,
+    opts: &SendOptions,
     refused: &mut Option<ApiError>,
 ) -> Result<Verification, ApiError> {
-    let first = api.send(to, method, friendly, locale.as_deref());
+    let first = api.send(to, method, opts);
+    let locale = opts.locale;
     let locale_refusal = [
         codes::NOT_FOUND,
         codes::INVALID_PARAMETER,
@@ -391,7 +433,11 @@ fn send_in_language(
         Err(e)
             if locale.is_some() && e.twilio_code().is_some_and(|c| locale_refusal.contains(&c)) =>
         {
-            let second = api.send(to, method, friendly, None);
+            let without = SendOptions {
+                locale: None,
+                ..*opts
+            };
+            let second = api.send(to, method, &without);
             if second.is_ok() {
                 *refused = Some(e);
             }

@@ -5,7 +5,7 @@ use crate::events::MemoryLog;
 use crate::number_policy::LineInfo;
 use crate::phone_book::{Found, SourceError};
 use crate::state::{MemoryStore, StateError};
-use crate::verify::{ApiError, CheckResult, Verification};
+use crate::verify::{ApiError, CheckResult, SendOptions, Verification};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 
@@ -124,6 +124,8 @@ struct FakeApi {
     sends: Cell<u32>,
     /// The `Locale` of each send.
     locales: RefCell<Vec<Option<String>>>,
+    /// The `RateLimits` of each send.
+    rate_limits: RefCell<Vec<Vec<(String, String)>>>,
     /// What Lookup says; None means "mobile".
     line_info: RefCell<Option<Result<LineInfo, ApiError>>>,
     lookups: Cell<u32>,
@@ -152,17 +154,18 @@ impl FakeApi {
 }
 
 impl VerifyApi for FakeApi {
-    fn send(
-        &self,
-        to: &str,
-        m: Method,
-        f: Option<&str>,
-        locale: Option<&str>,
-    ) -> Result<Verification, ApiError> {
-        self.locales.borrow_mut().push(locale.map(String::from));
-        self.calls
+    fn send(&self, to: &str, m: Method, opts: &SendOptions) -> Result<Verification, ApiError> {
+        self.locales
             .borrow_mut()
-            .push(Call::Send(to.into(), m, f.map(String::from)));
+            .push(opts.locale.map(String::from));
+        self.rate_limits
+            .borrow_mut()
+            .push(opts.rate_limits.to_vec());
+        self.calls.borrow_mut().push(Call::Send(
+            to.into(),
+            m,
+            opts.friendly_name.map(String::from),
+        ));
         if let Some(e) = self.send_errors.borrow_mut().pop_front() {
             return Err(e);
         }

@@ -51,6 +51,7 @@ messages! {
     Expired = "expired" Text ["key"];
     SendLimit = "send_limit" Text [];
     RateLimited = "rate_limited" Text [];
+    RequestLimit = "request_limit" Text [];
     SendFailed = "send_failed" Text [];
     CheckFailed = "check_failed" Text [];
     Blocked = "blocked" Text [];

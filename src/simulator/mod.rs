@@ -4,6 +4,7 @@
 //!
 //! Twilio cannot be reached from a test machine; this is the one stand-in.
 
+pub mod rate_limits;
 pub mod state;
 
 use base64::Engine;
@@ -282,6 +283,17 @@ impl Simulator {
         *lock(&self.shared.offset) += secs;
     }
 
+    /// Every code "Twilio" compared against a live verification: (time
+    /// on the simulator's clock, number). Refused checks (60202, 404) are not in it.
+    pub fn evaluations(&self) -> Vec<(u64, String)> {
+        lock(&self.shared.state).evaluations.clone()
+    }
+
+    /// The simulator's clock (real time plus `advance`d seconds).
+    pub fn now(&self) -> u64 {
+        self.shared.now()
+    }
+
     /// Connections accepted, requests answered, time spent answering.
     pub fn stats(&self) -> StatsSnapshot {
         self.shared.stats.snapshot()
@@ -424,6 +436,7 @@ fn write_response(
         200 => "OK",
         302 => "Found",
         201 => "Created",
+        204 => "No Content",
         400 => "Bad Request",
         401 => "Unauthorized",
         404 => "Not Found",
@@ -432,8 +445,14 @@ fn write_response(
         503 => "Service Unavailable",
         _ => "Status",
     };
+    // A 204 has no body, so no type either.
+    let content_type = if status == 204 {
+        String::new()
+    } else {
+        format!("Content-Type: {content_type}\r\n")
+    };
     let msg = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: {}\r\n{extra}\r\n{body}",
+        "HTTP/1.1 {status} {reason}\r\n{content_type}Content-Length: {}\r\nConnection: {}\r\n{extra}\r\n{body}",
         body.len(),
         if keep_alive { "keep-alive" } else { "close" }
     );
@@ -568,12 +587,18 @@ fn answer(stream: &mut dyn Write, req: &Request, shared: &Shared) -> bool {
         return false;
     }
     let a = route(req, &form, shared);
+    // A 204 (a deleted resource) has no body.
+    let body = if a.status == 204 {
+        String::new()
+    } else {
+        a.body.to_string()
+    };
     write_response(
         stream,
         a.status,
         "application/json",
         "",
-        &a.body.to_string(),
+        &body,
         client_keeps,
     );
     client_keeps
@@ -631,6 +656,11 @@ fn route(req: &Request, form: &BTreeMap<String, String>, shared: &Shared) -> Ans
             a
         }
         ("POST", ["v2", "Services", _, "VerificationCheck"]) => st.check(now, form),
+        (method, ["v2", "Services", _, "RateLimits", rest @ ..]) => {
+            let ids = (st.account_sid.clone(), st.service_sid.clone());
+            st.rate_limits
+                .route((&ids.0, &ids.1), method, rest, form, now)
+        }
         ("POST", ["v2", "Services", _, "Verifications", sid]) => st.update(now, sid, form),
         ("GET", ["v2", "Services", _, "Verifications", sid]) => st.fetch(now, sid),
         _ => twilio_error(404, 20404, "The requested resource was not found"),
@@ -707,6 +737,7 @@ fn control_request(path: &str, req: &Request, shared: &Shared) -> Answer {
         "outbox" => ok(json!(lock(&shared.state).deliveries)),
         "requests" => ok(json!(*lock(&shared.received))),
         "stats" => ok(json!(shared.stats.snapshot())),
+        "evaluations" => ok(json!(lock(&shared.state).evaluations)),
         _ => twilio_error(404, 20404, "unknown control endpoint"),
     }
 }

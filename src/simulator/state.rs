@@ -1,11 +1,13 @@
 //! Twilio Verify's documented semantics, without HTTP: codes live 10 minutes,
 //! 5 checks then 60202, 5 sends per 10 minutes then 60203, finished or expired
 //! verifications are gone (20404), a new send to the same number within the
-//! lifetime re-sends the same code on the same verification.
+//! lifetime re-sends the same code on the same verification; a cancelled
+//! one lets the next send start a new verification with fresh counts.
+//! Service Rate Limits and their Buckets: `super::rate_limits`.
 
 use crate::clock::iso_time;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 
 pub const CODE_LIFETIME: u64 = 600;
 pub const MAX_CHECKS: u32 = 5;
@@ -69,12 +71,14 @@ pub struct VerifyState {
     live: HashMap<String, Verification>,
     /// Final status of every verification that is gone, for tests to inspect.
     pub finished: BTreeMap<String, String>,
-    sends: HashMap<String, VecDeque<u64>>,
     pub deliveries: Vec<Delivery>,
+    /// Every code compared against a live verification: (time, number).
+    pub evaluations: Vec<(u64, String)>,
+    pub rate_limits: super::rate_limits::RateLimits,
     pub line_types: HashMap<String, String>,
 }
 
-fn random_hex(bytes: usize) -> String {
+pub(super) fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     fill_random(&mut buf);
     buf.iter().map(|b| format!("{b:02x}")).collect()
@@ -109,8 +113,9 @@ impl VerifyState {
             service_sid: service_sid.into(),
             live: HashMap::new(),
             finished: BTreeMap::new(),
-            sends: HashMap::new(),
             deliveries: Vec::new(),
+            evaluations: Vec::new(),
+            rate_limits: Default::default(),
             line_types: HashMap::new(),
         }
     }
@@ -205,19 +210,20 @@ impl VerifyState {
                 );
             }
         }
-        let window = self.sends.entry(to.to_string()).or_default();
-        while window.front().is_some_and(|t| now >= t + SEND_WINDOW) {
-            window.pop_front();
-        }
-        if window.len() >= MAX_SENDS {
-            return twilio_error(429, 60203, "Max send attempts reached");
-        }
-        window.push_back(now);
         let existing = self
             .live
             .values()
             .find(|v| v.to == to)
             .map(|v| v.sid.clone());
+        // 5 sends per verification (it lives SEND_WINDOW seconds at most).
+        if let Some(v) = existing.as_ref().map(|sid| &self.live[sid]) {
+            if v.sends.len() >= MAX_SENDS {
+                return twilio_error(429, 60203, "Max send attempts reached");
+            }
+        }
+        if let Err(refused) = self.rate_limits.admit(form.get("RateLimits"), now) {
+            return refused;
+        }
         let sid = match existing {
             Some(sid) => sid,
             None => {
@@ -289,6 +295,8 @@ impl VerifyState {
         }
         v.checks += 1;
         v.updated = now;
+        self.evaluations.push((now, v.to.clone()));
+        let v = &self.live[&sid];
         if code == &v.code {
             let body = self.check_json(&self.live[&sid], "approved", now);
             self.finish(&sid, "approved");

@@ -6,6 +6,7 @@ mod demo;
 mod ldap_phone;
 mod messages;
 mod policy;
+mod rate_limits;
 mod user;
 
 use pam_twilio_2fa::config::{Config, DEFAULT_PATH};
@@ -33,6 +34,10 @@ const USAGE: &str = "usage:
   twilio-2fa ldap-phone USER [--config PATH]
                                      print USER's number from LDAP, for [phones] command
                                      (default config /etc/twilio-2fa/ldap.toml; see docs/ldap.md)
+  twilio-2fa rate-limits apply [--config PATH]
+                                     create, update or delete the Verify service's rate limits
+                                     and buckets to match [rate_limits] (idempotent)
+  twilio-2fa rate-limits show [--config PATH]   the rate limits and buckets Twilio has
   twilio-2fa messages [--language L] [--config PATH]
                                      every message id [messages] may override: placeholders,
                                      English text, and L's (with PATH's overrides)
@@ -50,6 +55,7 @@ fn main() -> ExitCode {
         Some("user") => user::run(&raw[1..]),
         Some("policy") => policy::run(&raw[1..]),
         Some("ldap-phone") => ldap_phone::run(&raw[1..]),
+        Some("rate-limits") => rate_limits::run(&raw[1..]),
         _ => text_command(&raw),
     };
     match result {
