@@ -10,6 +10,7 @@ mod common;
 
 use common::*;
 use pam_twilio_2fa::pam_client::*;
+use pam_twilio_2fa::simulator::Fault;
 use pam_twilio_2fa::twilio_client::{agent, basic_auth};
 
 const SECRET: &str = "test-secret-0123456789abcdef0123456789abcdef";
@@ -152,6 +153,32 @@ fn a_full_bucket_tells_the_user_and_is_auth_err_never_an_outage() {
     );
     // Another user has buckets of their own.
     assert!(!log.contains(SECRET), "{log}");
+}
+
+/// Twilio's 20429 page counts configured rate limits among its causes: with
+/// `[rate_limits]` set, a 20429 on a send (after the client's one retry) is
+/// told like a full bucket.
+#[test]
+fn a_20429_with_rate_limits_is_told_like_a_full_bucket() {
+    let s = limited(5, "");
+    s.sim.inject(Fault::Twilio(429, 20429), 2);
+    let r = s.login(vec![Answer::Code]);
+    r.assert_rc(PAM_AUTH_ERR);
+    assert_eq!(
+        r.errors(),
+        vec!["Too many codes were requested; try again later."],
+        "{:#?}",
+        r.shown
+    );
+    let log = s.log();
+    assert!(log.contains("reason=rate_limited"), "{log}");
+    assert!(log.contains("twilio_code=20429"), "{log}");
+    // Without [rate_limits], the same answer is Twilio's request rate.
+    let plain = Setup::sms("");
+    plain.sim.inject(Fault::Twilio(429, 20429), 2);
+    let r = plain.login(vec![Answer::Code]);
+    r.assert_rc(PAM_AUTH_ERR);
+    assert_eq!(r.errors(), vec!["Too many requests, try again shortly."]);
 }
 
 #[test]

@@ -324,19 +324,21 @@ impl Flow<'_, '_> {
                 ));
                 (Outcome::ServiceErr, Msg::SetupError)
             }
-            // Twilio answers a full bucket of a Service Rate Limit with
-            // 429 and 60203, as its own send limit, and names neither the
-            // bucket nor when it empties.
-            (ApiError::Twilio { http_status, .. }, Some(codes::MAX_SEND_ATTEMPTS))
-                if self.cfg.rate_limits.is_some() =>
-            {
+            // A full bucket of a Service Rate Limit comes back as a 429:
+            // 60203 like Twilio's own send limit, or 20429 (whose page
+            // lists configured rate limits among its causes). Neither names
+            // the bucket nor says when it empties.
+            (
+                ApiError::Twilio { http_status, .. },
+                Some(c @ (codes::MAX_SEND_ATTEMPTS | codes::TOO_MANY_REQUESTS)),
+            ) if self.cfg.rate_limits.is_some() => {
                 reason = "rate_limited";
                 let names = self.cfg.rate_limits.as_ref().map(|r| r.names());
                 self.log(
                     Record::message(
                         Level::Warning,
                         format!(
-                            "Twilio refused to send a code (error 60203, HTTP {http_status}): a bucket of [rate_limits] ({}) is full, or Twilio's own limit of 5 sends per verification was reached; `twilio-2fa rate-limits show` lists the buckets",
+                            "Twilio refused to send a code (error {c}, HTTP {http_status}): a bucket of [rate_limits] ({}) is full, or Twilio's own limits were reached; `twilio-2fa rate-limits show` lists the buckets",
                             names.unwrap_or_default()
                         ),
                     )
