@@ -35,5 +35,6 @@ pub mod simulator;
 pub mod state;
 mod syslog;
 pub mod twilio_client;
+pub mod unprivileged;
 pub mod users;
 pub mod verify;

@@ -11,7 +11,8 @@ use crate::pam_ffi::*;
 use crate::phone_book::Sources;
 use crate::state::StateDir;
 use crate::twilio_client::TwilioClient;
-use crate::users::SystemUsers;
+use crate::unprivileged::{self, Decision, Ids, Mode};
+use crate::users::{SystemUsers, UserDb};
 use pamsm::{pam_module, Pam, PamError, PamFlags, PamLibExt, PamServiceModule};
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -51,6 +52,8 @@ fn guarded(f: impl FnOnce() -> PamError) -> PamError {
 struct Args {
     config: PathBuf,
     debug: bool,
+    /// What to do when PAM runs without root (a screen locker).
+    unprivileged: Mode,
     /// Test-only: forces a panic inside the core (debug builds only).
     panic_for_test: bool,
 }
@@ -59,6 +62,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
     let mut out = Args {
         config: PathBuf::from(DEFAULT_PATH),
         debug: false,
+        unprivileged: Mode::default(),
         panic_for_test: false,
     };
     for a in args {
@@ -66,12 +70,16 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             out.config = PathBuf::from(p);
         } else if a == "debug" {
             out.debug = true;
+        } else if let Some(v) = a.strip_prefix("unprivileged=") {
+            out.unprivileged = Mode::parse(v).ok_or_else(|| {
+                format!("module argument \"{a}\": use unprivileged=deny or unprivileged=ignore")
+            })?;
         } else if cfg!(debug_assertions) && a == "test_panic" {
             out.panic_for_test = true;
         } else {
             // A typo could silently weaken the stack: refuse it.
             return Err(format!(
-                "unknown module argument \"{a}\"; known: config=PATH, debug"
+                "unknown module argument \"{a}\"; known: config=PATH, debug, unprivileged=deny|ignore"
             ));
         }
     }
@@ -101,6 +109,24 @@ fn authenticate(pamh: &Pam, flags: PamFlags, args: &[String]) -> PamError {
     let rhost = item_string(pamh.get_rhost());
     let tty = tty_item(pamh);
     let service = item_string(pamh.get_service()).unwrap_or_else(|| "-".into());
+
+    // Without root the config cannot be read: decide from the arguments alone.
+    let ids = Ids::current();
+    let decision = unprivileged::decide(args.unprivileged, ids, || {
+        SystemUsers.lookup(&user).ok().flatten().map(|a| a.uid)
+    });
+    if let Some(line) = unprivileged::record(decision, ids, &user, &service) {
+        SystemLog::syslog_only(args.debug).record(line);
+    }
+    match decision {
+        Decision::Privileged => {}
+        Decision::Ignore => return PamError::IGNORE,
+        Decision::Deny(_) => {
+            // No config, so no language: English.
+            let _ = conv.error(&Texts::english().text(Msg::SetupError));
+            return PamError::AUTH_ERR;
+        }
+    }
 
     let cfg = match Config::load(&args.config) {
         Ok(c) => c,
