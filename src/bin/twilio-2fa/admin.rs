@@ -2,6 +2,7 @@
 //! and reset in a user's state.
 
 use crate::admin_args;
+use crate::cli::UserArgs;
 use pam_twilio_2fa::clock::{iso_time, Clock, SystemClock};
 use pam_twilio_2fa::config::Config;
 use pam_twilio_2fa::conversation::escape_for_display;
@@ -19,15 +20,15 @@ struct Target {
 }
 
 /// `USER [--config PATH]`, as root.
-fn target(command: &str, args: &[OsString]) -> Result<Target, String> {
-    let a = admin_args::parse(&format!("{command} USER [--config PATH]"), args, &[], 1)?;
+fn target(command: &str, a: UserArgs) -> Result<Target, String> {
+    let cfg = admin_args::load(command, &a.config.path)?;
     let dir = StateDir::new(
-        a.cfg.state_dir.clone(),
-        Duration::from_secs(2 * a.cfg.http_timeout + 2),
+        cfg.state_dir.clone(),
+        Duration::from_secs(2 * cfg.http_timeout + 2),
     );
     Ok(Target {
-        user: a.positional[0].clone(),
-        cfg: a.cfg,
+        user: a.user,
+        cfg,
         dir,
     })
 }
@@ -41,8 +42,8 @@ fn log_event(t: &Target, name: &str) {
     admin_args::log_event(&t.cfg, Record::event(name).with("user", shown(&t.user)));
 }
 
-pub fn status(args: &[OsString]) -> Result<(), String> {
-    let t = target("status", args)?;
+pub fn status(a: UserArgs) -> Result<(), String> {
+    let t = target("status", a)?;
     t.dir.ensure().map_err(|e| e.to_string())?;
     let mut state = UserState::default();
     t.dir
@@ -99,8 +100,8 @@ fn describe(t: &Target, s: &UserState, now: u64) -> String {
     out
 }
 
-pub fn unlock(args: &[OsString]) -> Result<(), String> {
-    let t = target("unlock", args)?;
+pub fn unlock(a: UserArgs) -> Result<(), String> {
+    let t = target("unlock", a)?;
     let mut was_damaged = false;
     t.dir
         .reset(t.user.as_bytes(), &mut |old| {
@@ -125,8 +126,8 @@ pub fn unlock(args: &[OsString]) -> Result<(), String> {
     Ok(())
 }
 
-pub fn forget(args: &[OsString]) -> Result<(), String> {
-    let t = target("forget", args)?;
+pub fn forget(a: UserArgs) -> Result<(), String> {
+    let t = target("forget", a)?;
     t.dir.ensure().map_err(|e| e.to_string())?;
     t.dir
         .update_raw(t.user.as_bytes(), &mut |s| s.remembered.clear())

@@ -1,54 +1,19 @@
-//! What the root-only admin commands share: the root check, `--config`,
-//! switches, and the event each change logs.
+//! What the root-only admin commands share: the root check, the config,
+//! and the event each change logs.
 
-use pam_twilio_2fa::config::{Config, DEFAULT_PATH};
+use pam_twilio_2fa::config::Config;
 use pam_twilio_2fa::events::{EventSink, Record, SystemLog};
-use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::Path;
 
-pub struct AdminArgs {
-    /// Arguments that are not options, in order (user names may be any bytes).
-    pub positional: Vec<OsString>,
-    pub switches: Vec<String>,
-    pub cfg: Config,
-}
-
-/// Checks root, then reads `--config PATH`, the allowed `switches` and
-/// exactly `positional` other arguments.
-pub fn parse(
-    usage: &str,
-    args: &[OsString],
-    switches: &[&str],
-    positional: usize,
-) -> Result<AdminArgs, String> {
+/// Checks root, then loads the configuration at `path` (from `--config`).
+/// `command` names the command in the refusal, e.g. "user set".
+pub fn load(command: &str, path: &Path) -> Result<Config, String> {
     if unsafe { libc::geteuid() } != 0 {
         return Err(format!(
-            "`{usage}` must be run as root (the files it reads and writes are root's)"
+            "`twilio-2fa {command}` must be run as root (the files it reads and writes are root's)"
         ));
     }
-    let mut config = PathBuf::from(DEFAULT_PATH);
-    let mut out_switches = Vec::new();
-    let mut rest = Vec::new();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.to_str() {
-            Some("--config") => config = PathBuf::from(it.next().ok_or("--config needs a path")?),
-            Some(s) if switches.contains(&s) => out_switches.push(s.to_string()),
-            Some(s) if s.starts_with("--") => {
-                return Err(format!("unknown option {s}\nusage: twilio-2fa {usage}"))
-            }
-            _ => rest.push(a.clone()),
-        }
-    }
-    if rest.len() != positional || rest.iter().any(|a| a.is_empty()) {
-        return Err(format!("usage: twilio-2fa {usage}"));
-    }
-    let cfg = Config::load(&config).map_err(|e| e.to_string())?;
-    Ok(AdminArgs {
-        positional: rest,
-        switches: out_switches,
-        cfg,
-    })
+    Config::load(path).map_err(|e| e.to_string())
 }
 
 /// Logs an admin action (syslog and event_log, in the config's

@@ -2,25 +2,24 @@
 //! built-in simulator, through the real libpam, with no Twilio account and
 //! no root-owned paths.
 
+use crate::cli::DemoArgs;
 use pam_twilio_2fa::i18n::{Answer, Language, Texts};
 use pam_twilio_2fa::lab::{find_module, Lab};
 use pam_twilio_2fa::pam_client::{code_name, Style, Transaction, PAM_SUCCESS};
 use pam_twilio_2fa::simulator::{SimConfig, Simulator};
 use std::io::{BufRead, Write};
-use std::path::PathBuf;
 
 const SERVICE: &str = "twilio-2fa-demo";
 const DEMO_PHONE: &str = "+12015552671";
 
-pub fn run(args: &[String]) -> Result<(), String> {
-    let f = crate::flags(args, &["--module", "--language"])?;
-    let language = match f.get("--language") {
+pub fn run(a: DemoArgs) -> Result<(), String> {
+    let language = match &a.language {
         Some(l) => Language::parse_or_explain(l).map_err(|e| format!("--language: {e}"))?,
         None => Language::En,
     };
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let module = match f.get("--module") {
-        Some(m) => PathBuf::from(m),
+    let module = match a.module {
+        Some(m) => m,
         None => find_module(&exe).ok_or(
             "cannot find libpam_twilio_2fa.so next to this program; build it with `cargo build --release` or pass --module PATH",
         )?,

@@ -2,6 +2,7 @@
 
 mod admin;
 mod admin_args;
+mod cli;
 mod demo;
 mod ldap_phone;
 mod messages;
@@ -9,56 +10,22 @@ mod policy;
 mod rate_limits;
 mod user;
 
-use pam_twilio_2fa::config::{Config, DEFAULT_PATH};
+use clap::Parser;
+use cli::{Cli, Command, SimulatorArgs};
+use pam_twilio_2fa::config::Config;
 use pam_twilio_2fa::conversation::terminal_safe;
 use pam_twilio_2fa::simulator::{SimConfig, Simulator};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-const USAGE: &str = "usage:
-  twilio-2fa check-config [PATH]     check the configuration (default /etc/twilio-2fa/config.toml)
-  twilio-2fa simulator --listen ADDR:PORT [--outbox FILE] [--account-sid SID]
-                       [--auth-token TOKEN] [--service-sid SID]
-                       [--tls | --tls-cert FILE --tls-key FILE]
-                                     run the built-in Twilio Verify simulator (loopback only);
-                                     --tls: HTTPS with a throwaway CA whose path it prints
-  twilio-2fa status USER [--config PATH]   attempts used, lockout, last send, remembered hosts
-  twilio-2fa unlock USER [--config PATH]   clear attempts and lockout (also replaces a damaged state file)
-  twilio-2fa forget USER [--config PATH]   drop remembered hosts
-  twilio-2fa policy USER [--config PATH]   the settings USER logs in with ([[policy]] blocks) and their source
-  twilio-2fa user set USER NUMBER [--no-lookup] [--config PATH]
-                                     validate (country, carrier lookup) and store a user's number
-  twilio-2fa user show USER [--full] [--config PATH]   the user's number (masked unless --full)
-  twilio-2fa user remove USER [--config PATH]          remove a number from the phone directory
-  twilio-2fa user list [--config PATH]                 every user with a number (masked)
-  twilio-2fa ldap-phone USER [--config PATH]
-                                     print USER's number from LDAP, for [phones] command
-                                     (default config /etc/twilio-2fa/ldap.toml; see docs/ldap.md)
-  twilio-2fa rate-limits apply [--config PATH]
-                                     create, update or delete the Verify service's rate limits
-                                     and buckets to match [rate_limits] (idempotent)
-  twilio-2fa rate-limits show [--config PATH]   the rate limits and buckets Twilio has
-  twilio-2fa messages [--language L] [--config PATH]
-                                     every message id [messages] may override: placeholders,
-                                     English text, and L's (with PATH's overrides)
-  twilio-2fa demo [--language L] [--module PATH]
-                                     a real PAM login against the simulator, on this terminal
-  twilio-2fa --version";
-
 fn main() -> ExitCode {
-    let raw: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-    // User names for status/unlock/forget may be any bytes; everything else is text.
-    let result = match raw.first().and_then(|a| a.to_str()) {
-        Some("status") => admin::status(&raw[1..]),
-        Some("unlock") => admin::unlock(&raw[1..]),
-        Some("forget") => admin::forget(&raw[1..]),
-        Some("user") => user::run(&raw[1..]),
-        Some("policy") => policy::run(&raw[1..]),
-        Some("ldap-phone") => ldap_phone::run(&raw[1..]),
-        Some("rate-limits") => rate_limits::run(&raw[1..]),
-        _ => text_command(&raw),
+    // clap reads the raw arguments: user names (status, unlock, forget,
+    // policy, user, ldap-phone) may be any bytes; everything else is text.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
     };
-    match result {
+    match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // Errors quote paths, names and file contents: no escape
@@ -69,38 +36,37 @@ fn main() -> ExitCode {
     }
 }
 
-fn text_command(raw: &[std::ffi::OsString]) -> Result<(), String> {
-    let args: Vec<String> = raw
-        .iter()
-        .map(|a| {
-            a.to_str()
-                .map(String::from)
-                .ok_or("arguments must be UTF-8")
-        })
-        .collect::<Result<_, _>>()?;
-    match args.first().map(String::as_str) {
-        Some("check-config") => check_config(&args[1..]),
-        Some("simulator") => simulator(&args[1..]),
-        Some("demo") => demo::run(&args[1..]),
-        Some("messages") => messages::run(&args[1..]),
-        Some("--version") | Some("-V") => {
-            println!("twilio-2fa {}", env!("CARGO_PKG_VERSION"));
-            Ok(())
-        }
-        Some("--help") | Some("-h") | Some("help") => {
-            println!("{USAGE}");
-            Ok(())
-        }
-        _ => Err(format!("unknown or missing command\n{USAGE}")),
+/// `--help` and `--version` (stdout, exit 0) or a usage error (stderr,
+/// exit 2). clap's errors echo what was typed: made terminal-safe too.
+fn usage_error(e: clap::Error) -> ExitCode {
+    let text = terminal_safe(&e.render().to_string());
+    if e.use_stderr() {
+        eprint!("{text}");
+    } else {
+        let _ = cli::write_stdout(text.as_bytes());
+    }
+    ExitCode::from(e.exit_code().clamp(0, 255) as u8)
+}
+
+fn run(command: Command) -> Result<(), String> {
+    match command {
+        Command::CheckConfig { path } => check_config(&path),
+        Command::Status(a) => admin::status(a),
+        Command::Unlock(a) => admin::unlock(a),
+        Command::Forget(a) => admin::forget(a),
+        Command::Policy(a) => policy::run(a),
+        Command::User(c) => user::run(c),
+        Command::LdapPhone(a) => ldap_phone::run(a),
+        Command::RateLimits(c) => rate_limits::run(c),
+        Command::Messages(a) => messages::run(a),
+        Command::Simulator(a) => simulator(a),
+        Command::Demo(a) => demo::run(a),
+        Command::Completions { shell } => cli::completions(shell),
     }
 }
 
-fn check_config(args: &[String]) -> Result<(), String> {
-    if args.len() > 1 {
-        return Err(format!("check-config takes at most one path\n{USAGE}"));
-    }
-    let path = PathBuf::from(args.first().map(String::as_str).unwrap_or(DEFAULT_PATH));
-    let cfg = Config::load(&path).map_err(|e| e.to_string())?;
+fn check_config(path: &Path) -> Result<(), String> {
+    let cfg = Config::load(path).map_err(|e| e.to_string())?;
     // What logins would refuse later: unsafe phone sources or event log.
     let mut problems = pam_twilio_2fa::phone_book::Sources::from_config(&cfg).problems();
     problems.extend(
@@ -158,42 +124,8 @@ fn group_warnings(cfg: &Config) {
     }
 }
 
-/// Reads `--flag value` pairs; every flag must be known and have a value.
-pub fn flags(
-    args: &[String],
-    known: &[&str],
-) -> Result<std::collections::HashMap<String, String>, String> {
-    let mut out = std::collections::HashMap::new();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        if !known.contains(&a.as_str()) {
-            return Err(format!("unknown option {a}\n{USAGE}"));
-        }
-        let v = it.next().ok_or_else(|| format!("{a} needs a value"))?;
-        out.insert(a.clone(), v.clone());
-    }
-    Ok(out)
-}
-
-fn simulator(args: &[String]) -> Result<(), String> {
-    // `--tls` is the one flag without a value.
-    let throwaway_tls = args.iter().any(|a| a == "--tls");
-    let args: Vec<String> = args.iter().filter(|a| *a != "--tls").cloned().collect();
-    let f = flags(
-        &args,
-        &[
-            "--listen",
-            "--outbox",
-            "--account-sid",
-            "--auth-token",
-            "--service-sid",
-            "--tls-cert",
-            "--tls-key",
-        ],
-    )?;
-    let listen = f
-        .get("--listen")
-        .ok_or("simulator needs --listen ADDR:PORT (e.g. 127.0.0.1:8080)")?;
+fn simulator(a: SimulatorArgs) -> Result<(), String> {
+    let listen = &a.listen;
     let addr: std::net::SocketAddr = listen
         .parse()
         .map_err(|_| format!("--listen {listen}: not an ADDR:PORT"))?;
@@ -201,41 +133,38 @@ fn simulator(args: &[String]) -> Result<(), String> {
         return Err("the simulator listens on loopback addresses only (127.0.0.1 or [::1])".into());
     }
     let mut cfg = SimConfig {
-        outbox: f.get("--outbox").map(PathBuf::from),
+        outbox: a.outbox,
         print: true,
         ..SimConfig::default()
     };
-    if let Some(v) = f.get("--account-sid") {
-        cfg.account_sid = v.clone();
+    if let Some(v) = a.account_sid {
+        cfg.account_sid = v;
     }
-    if let Some(v) = f.get("--auth-token") {
-        cfg.auth_token = v.clone();
+    if let Some(v) = a.auth_token {
+        cfg.auth_token = v;
     }
-    if let Some(v) = f.get("--service-sid") {
-        cfg.service_sid = v.clone();
+    if let Some(v) = a.service_sid {
+        cfg.service_sid = v;
     }
     let mut ca_note = String::new();
-    match (throwaway_tls, f.get("--tls-cert"), f.get("--tls-key")) {
-        (false, None, None) => {}
-        (false, Some(cert), Some(key)) => {
-            let read = |p: &String| {
-                std::fs::read_to_string(p).map_err(|e| format!("cannot read {p}: {e}"))
-            };
-            cfg.tls = Some(pam_twilio_2fa::pki::Leaf {
-                cert_pem: read(cert)?,
-                key_pem: read(key)?,
-            });
-        }
-        (true, None, None) => {
-            let (leaf, ca_path) = throwaway_ca()?;
-            cfg.tls = Some(leaf);
-            ca_note = format!(
-                "HTTPS certificate signed by a throwaway CA: {}\n  (for ca_file, copy it to a root-owned directory such as /etc/twilio-2fa/)",
-                ca_path.display()
-            );
-        }
-        _ => return Err("use --tls alone, or both --tls-cert FILE and --tls-key FILE".into()),
+    // clap lets through --tls alone, both files, or neither.
+    if let (Some(cert), Some(key)) = (&a.tls_cert, &a.tls_key) {
+        let read = |p: &PathBuf| {
+            std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+        };
+        cfg.tls = Some(pam_twilio_2fa::pki::Leaf {
+            cert_pem: read(cert)?,
+            key_pem: read(key)?,
+        });
+    } else if a.tls {
+        let (leaf, ca_path) = throwaway_ca()?;
+        cfg.tls = Some(leaf);
+        ca_note = format!(
+            "HTTPS certificate signed by a throwaway CA: {}\n  (for ca_file, copy it to a root-owned directory such as /etc/twilio-2fa/)",
+            ca_path.display()
+        );
     }
+    let throwaway_tls = a.tls;
     let sim = Simulator::start(listen, cfg.clone())
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let url = if cfg.tls.is_some() && throwaway_tls {

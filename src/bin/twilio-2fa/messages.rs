@@ -1,19 +1,19 @@
 //! `twilio-2fa messages`: every message id an admin may override in
 //! `[messages]`, with its placeholders and its text.
 
+use crate::cli::MessagesArgs;
 use pam_twilio_2fa::config::Config;
 use pam_twilio_2fa::i18n::{Kind, Language, Msg, Texts};
 use std::io::Write;
 
-pub fn run(args: &[String]) -> Result<(), String> {
-    let f = crate::flags(args, &["--language", "--config"])?;
-    let language = match f.get("--language") {
+pub fn run(a: MessagesArgs) -> Result<(), String> {
+    let language = match &a.language {
         Some(l) => Language::parse_or_explain(l).map_err(|e| format!("--language: {e}"))?,
         None => Language::En,
     };
     // With a config: the texts its users see, overrides included.
-    let cfg = match f.get("--config") {
-        Some(path) => Some(Config::load(std::path::Path::new(path)).map_err(|e| e.to_string())?),
+    let cfg = match &a.config {
+        Some(path) => Some(Config::load(path).map_err(|e| e.to_string())?),
         None => None,
     };
     let english = Texts::english();

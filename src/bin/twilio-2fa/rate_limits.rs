@@ -7,12 +7,12 @@
 //! service are left alone.
 
 use crate::admin_args::{self, log_event};
+use crate::cli::RateLimitsCommand;
 use pam_twilio_2fa::events::Record;
 use pam_twilio_2fa::rate_limits::{Bucket, RateLimit};
 use pam_twilio_2fa::twilio_client::TwilioClient;
 use pam_twilio_2fa::verify::ApiError;
 use serde_json::Value;
-use std::ffi::OsString;
 
 const MARK: &str = "pam-twilio-2fa";
 /// More rate limits or buckets than this on one page: refuse to guess.
@@ -32,17 +32,10 @@ struct RemoteBucket {
     interval: u64,
 }
 
-pub fn run(args: &[OsString]) -> Result<(), String> {
-    match args.first().and_then(|a| a.to_str()) {
-        Some("apply") => {
-            let a = admin_args::parse("rate-limits apply [--config PATH]", &args[1..], &[], 0)?;
-            apply(&a.cfg)
-        }
-        Some("show") => {
-            let a = admin_args::parse("rate-limits show [--config PATH]", &args[1..], &[], 0)?;
-            show(&a.cfg)
-        }
-        _ => Err("usage: twilio-2fa rate-limits apply|show [--config PATH]".into()),
+pub fn run(command: RateLimitsCommand) -> Result<(), String> {
+    match command {
+        RateLimitsCommand::Apply(c) => apply(&admin_args::load("rate-limits apply", &c.path)?),
+        RateLimitsCommand::Show(c) => show(&admin_args::load("rate-limits show", &c.path)?),
     }
 }
 

@@ -1,6 +1,8 @@
 //! `twilio-2fa user set|show|remove|list`: numbers on file, managed by root.
 
-use crate::admin_args::{self, AdminArgs};
+use crate::admin_args;
+use crate::cli::UserCommand;
+use pam_twilio_2fa::config::Config;
 use pam_twilio_2fa::conversation::escape_for_display as shown;
 use pam_twilio_2fa::events::Record;
 use pam_twilio_2fa::number_policy::{check_new_number, check_number};
@@ -12,19 +14,32 @@ use pam_twilio_2fa::users::{SystemUsers, UserDb};
 use std::ffi::OsString;
 use std::time::Duration;
 
-pub fn run(args: &[OsString]) -> Result<(), String> {
-    match args.first().and_then(|a| a.to_str()) {
-        Some("set") => set(&args[1..]),
-        Some("show") => show(&args[1..]),
-        Some("remove") => remove(&args[1..]),
-        Some("list") => list(&args[1..]),
-        _ => Err("usage: twilio-2fa user set USER NUMBER [--no-lookup] | show USER [--full] | remove USER | list   (each takes --config PATH)".into()),
+pub fn run(command: UserCommand) -> Result<(), String> {
+    match command {
+        UserCommand::Set {
+            user,
+            number,
+            no_lookup,
+            config,
+        } => {
+            let cfg = admin_args::load("user set", &config.path)?;
+            set(&cfg, &user_name(&user)?, &number, !no_lookup)
+        }
+        UserCommand::Show { user, full, config } => {
+            let cfg = admin_args::load("user show", &config.path)?;
+            show(&cfg, &user_name(&user)?, full)
+        }
+        UserCommand::Remove { user, config } => {
+            let cfg = admin_args::load("user remove", &config.path)?;
+            remove(&cfg, &user_name(&user)?)
+        }
+        UserCommand::List { config } => list(&admin_args::load("user list", &config.path)?),
     }
 }
 
 /// User names here must be text: they name files and go into logs.
-fn user_name(a: &AdminArgs) -> Result<String, String> {
-    a.positional[0]
+fn user_name(typed: &OsString) -> Result<String, String> {
+    typed
         .to_str()
         .map(String::from)
         .ok_or_else(|| "the user name is not valid UTF-8".into())
@@ -33,18 +48,16 @@ fn user_name(a: &AdminArgs) -> Result<String, String> {
 /// The account's own name (pw_name), which the module keys numbers by; a
 /// name the system no longer knows stays as typed, so a departed user's
 /// number can still be shown and removed.
-fn account_name(a: &AdminArgs) -> Result<String, String> {
-    let typed = user_name(a)?;
-    match SystemUsers.lookup(&typed) {
+fn account_name(typed: &str) -> Result<String, String> {
+    match SystemUsers.lookup(typed) {
         Ok(Some(account)) => Ok(account.name),
-        Ok(None) => Ok(typed),
-        Err(e) => Err(format!("{}: cannot look up the user: {e}", shown(&typed))),
+        Ok(None) => Ok(typed.to_string()),
+        Err(e) => Err(format!("{}: cannot look up the user: {e}", shown(typed))),
     }
 }
 
-fn directory(a: &AdminArgs) -> Result<PhoneDirectory, String> {
-    a.cfg
-        .phones_directory
+fn directory(cfg: &Config) -> Result<PhoneDirectory, String> {
+    cfg.phones_directory
         .clone()
         .map(|path| PhoneDirectory { path })
         .ok_or_else(|| {
@@ -58,13 +71,13 @@ fn directory(a: &AdminArgs) -> Result<PhoneDirectory, String> {
 /// changed the number (returns true), the user's remembered logins end (a
 /// lost phone must revoke them); returns that and how many ended.
 fn under_user_lock(
-    a: &AdminArgs,
+    cfg: &Config,
     user: &str,
     mut change: impl FnMut() -> Result<bool, SourceError>,
 ) -> Result<(bool, usize), String> {
     let state = StateDir::new(
-        a.cfg.state_dir.clone(),
-        Duration::from_secs(2 * a.cfg.http_timeout + 2),
+        cfg.state_dir.clone(),
+        Duration::from_secs(2 * cfg.http_timeout + 2),
     );
     let mut out = None;
     state
@@ -81,10 +94,10 @@ fn under_user_lock(
     }
 }
 
-fn log_remembered_ended(a: &AdminArgs, user: &str, count: usize, reason: &str) {
+fn log_remembered_ended(cfg: &Config, user: &str, count: usize, reason: &str) {
     if count > 0 {
         admin_args::log_event(
-            &a.cfg,
+            cfg,
             Record::event("remembered_ended")
                 .with("user", user)
                 .with("count", count.to_string())
@@ -93,40 +106,31 @@ fn log_remembered_ended(a: &AdminArgs, user: &str, count: usize, reason: &str) {
     }
 }
 
-fn set(args: &[OsString]) -> Result<(), String> {
-    let a = admin_args::parse(
-        "user set USER NUMBER [--no-lookup] [--config PATH]",
-        args,
-        &["--no-lookup"],
-        2,
-    )?;
-    let typed = user_name(&a)?;
+fn set(cfg: &Config, typed: &str, raw: &str, use_lookup: bool) -> Result<(), String> {
     // The module keys numbers by the account's own name (pw_name), so a
     // number stored under another capitalisation would never be read.
-    let user = match SystemUsers.lookup(&typed) {
+    let user = match SystemUsers.lookup(typed) {
         Ok(Some(account)) => account.name,
-        Ok(None) => return Err(format!("{}: no such user on this system", shown(&typed))),
-        Err(e) => return Err(format!("{}: cannot look up the user: {e}", shown(&typed))),
+        Ok(None) => return Err(format!("{}: no such user on this system", shown(typed))),
+        Err(e) => return Err(format!("{}: cannot look up the user: {e}", shown(typed))),
     };
-    let raw = a.positional[1].to_string_lossy();
-    let use_lookup = !a.switches.iter().any(|s| s == "--no-lookup");
-    let client = TwilioClient::new(&a.cfg);
-    let n = check_new_number(&raw, &a.cfg, &client, use_lookup).map_err(|r| {
-        let mut m = format!("{}: {}", shown(&raw), r.message());
+    let client = TwilioClient::new(cfg);
+    let n = check_new_number(raw, cfg, &client, use_lookup).map_err(|r| {
+        let mut m = format!("{}: {}", shown(raw), r.message());
         if let pam_twilio_2fa::number_policy::Rejection::LookupUnavailable(why) = &r {
             m.push_str(&format!(" ({why}; --no-lookup skips the carrier check)"));
         }
         m
     })?;
-    let dir = directory(&a)?;
-    let (_, dropped) = under_user_lock(&a, &user, || dir.store(&user, n.e164()).map(|()| true))?;
+    let dir = directory(cfg)?;
+    let (_, dropped) = under_user_lock(cfg, &user, || dir.store(&user, n.e164()).map(|()| true))?;
     admin_args::log_event(
-        &a.cfg,
+        cfg,
         Record::event("phone_set")
             .with("user", user.as_str())
             .with("to", n.masked_e164()),
     );
-    log_remembered_ended(&a, &user, dropped, "phone_set");
+    log_remembered_ended(cfg, &user, dropped, "phone_set");
     println!(
         "{}: {} stored in {}",
         shown(&user),
@@ -136,22 +140,15 @@ fn set(args: &[OsString]) -> Result<(), String> {
     Ok(())
 }
 
-fn show(args: &[OsString]) -> Result<(), String> {
-    let a = admin_args::parse(
-        "user show USER [--full] [--config PATH]",
-        args,
-        &["--full"],
-        1,
-    )?;
-    let user = account_name(&a)?;
-    let full = a.switches.iter().any(|s| s == "--full");
-    match Sources::from_config(&a.cfg)
+fn show(cfg: &Config, typed: &str, full: bool) -> Result<(), String> {
+    let user = account_name(typed)?;
+    match Sources::from_config(cfg)
         .find(&user)
         .map_err(|e| e.to_string())?
     {
         None => println!("{}: no number on file", shown(&user)),
         Some(f) => {
-            let number = match check_number(&f.number, &a.cfg) {
+            let number = match check_number(&f.number, cfg) {
                 Ok(n) if full => format!("{} ({})", n.e164(), n.national()),
                 Ok(n) => n.masked_e164(),
                 Err(r) => format!("{} [refused: {}]", mask_raw(&f.number, full), r.message()),
@@ -174,19 +171,18 @@ fn mask_raw(raw: &str, full: bool) -> String {
     }
 }
 
-fn remove(args: &[OsString]) -> Result<(), String> {
-    let a = admin_args::parse("user remove USER [--config PATH]", args, &[], 1)?;
-    let user = account_name(&a)?;
+fn remove(cfg: &Config, typed: &str) -> Result<(), String> {
+    let user = account_name(typed)?;
     let name = shown(&user);
-    let sources = Sources::from_config(&a.cfg);
-    let dir = directory(&a)?;
-    let (removed, dropped) = under_user_lock(&a, &user, || dir.remove(&user))?;
+    let sources = Sources::from_config(cfg);
+    let dir = directory(cfg)?;
+    let (removed, dropped) = under_user_lock(cfg, &user, || dir.remove(&user))?;
     if removed {
         admin_args::log_event(
-            &a.cfg,
+            cfg,
             Record::event("phone_removed").with("user", user.as_str()),
         );
-        log_remembered_ended(&a, &user, dropped, "phone_removed");
+        log_remembered_ended(cfg, &user, dropped, "phone_removed");
         println!(
             "{name}: number removed from {}",
             shown(&dir.path.display().to_string())
@@ -208,9 +204,8 @@ fn remove(args: &[OsString]) -> Result<(), String> {
     }
 }
 
-fn list(args: &[OsString]) -> Result<(), String> {
-    let a = admin_args::parse("user list [--config PATH]", args, &[], 0)?;
-    let sources = Sources::from_config(&a.cfg);
+fn list(cfg: &Config) -> Result<(), String> {
+    let sources = Sources::from_config(cfg);
     let mut rows = Vec::new();
     if let Some(f) = &sources.file {
         for (user, number) in f.all().map_err(|e| e.to_string())? {
