@@ -4,6 +4,7 @@
 //! usage: pam_login_driver CONFDIR SERVICE USER none
 //!        pam_login_driver CONFDIR SERVICE USER outbox FILE E164
 //!        pam_login_driver CONFDIR SERVICE USER totp BASE32_SECRET
+//!        pam_login_driver CONFDIR SERVICE USER answer TEXT   (every prompt)
 
 use pam_twilio_2fa::pam_client::{code_name, Style, Transaction};
 use std::path::Path;
@@ -13,7 +14,7 @@ fn main() {
     let started = Instant::now();
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 5 {
-        eprintln!("usage: pam_login_driver CONFDIR SERVICE USER none|outbox FILE E164|totp SECRET");
+        eprintln!("usage: pam_login_driver CONFDIR SERVICE USER none|outbox FILE E164|totp SECRET|answer TEXT");
         std::process::exit(2);
     }
     let (confdir, service, user, mode) = (&args[1], &args[2], &args[3], args[4].as_str());
@@ -25,6 +26,9 @@ fn main() {
         match mode {
             "outbox" => latest_code(&rest[0], &rest[1]),
             "totp" => Some(totp(&rest[0])),
+            // A fixed answer, for modules whose prompt is not ours (pam_duo's
+            // passcode prompt comes from its server).
+            "answer" => Some(rest[0].clone()),
             _ => {
                 eprintln!("unexpected prompt: {text}");
                 None
