@@ -29,6 +29,7 @@ pam_duo.so through the bench's driver.
 """
 import base64, hashlib, hmac, http.server, json, os, secrets, select, shutil, socket, ssl, struct, subprocess, sys, tempfile, threading, time
 import urllib.parse
+import collections
 
 HOST = "127.0.0.1"
 # As Duo's own preauth prompt reads, for a user with one phone.
@@ -284,6 +285,72 @@ def write_config(directory, mock, name="duo", skey=None, cafile=None):
                 "pushinfo = no\nhttps_timeout = 30\n")
     os.chmod(path, 0o600)
     return f"auth required pam_duo.so conf={path}"
+
+
+# --- the hook bench/bench.py calls (see the docstring at its top) ---------
+
+PASSCODE = "271828"
+# The fields of bench.py's Scenario, so that this file needs nothing from it.
+Scenario = collections.namedtuple("Scenario", "key name service mode args prepare server")
+
+
+class _Server:
+    """bench.py's server interface over a DuoMock."""
+
+    def __init__(self, mock):
+        self.mock = mock
+
+    def stats(self):
+        s = self.mock.stats()
+        return {k: s[k] for k in ("connections", "tls_handshakes", "busy_micros")}
+
+    def connections(self, since_ns):
+        with self.mock.lock:
+            conns = [dict(c) for c in self.mock.conns]
+        # The mock times the handshake from accept(): no ClientHello peek.
+        return [{"accepted_ns": c["accepted_ns"], "hello_ns": None,
+                 "tls_done_ns": c["handshake_done_ns"], "first_byte_ns": c["first_byte_ns"],
+                 "busy_micros": 0}
+                for c in conns if c["accepted_ns"] >= since_ns and c["first_byte_ns"] is not None]
+
+    def advance(self):
+        pass
+
+    def close(self):
+        self.mock.stop()
+
+
+class _Duo:
+    """pam_duo.so against the mock, logging in as a PAM service named sshd
+    (pam_duo's synchronous flow: preauth and auth, two requests)."""
+
+    def __init__(self, b):
+        self.mock = DuoMock(b.dir, passcode=PASSCODE).start()
+        self.server = _Server(self.mock)
+        b.service("sshd", write_config(b.dir, self.mock, "duo"))
+        self.scenarios = [Scenario("duo", "D. pam_duo.so over HTTPS (mock Duo, passcode)", "sshd",
+                                   "fixed", [PASSCODE], lambda: None, self.server)]
+        self.callgrind = ("sshd", "root", "fixed", PASSCODE)
+
+    def check(self, rows):
+        """Every timed login (and the warm-up) was a verified allow at the
+        mock: pam_duo answers PAM_SUCCESS on some config errors."""
+        logins = sum(len(r) for r in rows.values())
+        s = self.mock.stats()
+        if s["allows"] < logins or s["denied_auths"] or s["bad_signatures"]:
+            raise AssertionError(f"pam_duo logins not all verified at the mock: {logins} logins, {s}")
+
+    def close(self):
+        self.server.close()
+
+
+def start(b):
+    """The pam_duo scenario for bench.py, or None when pam_duo.so is missing."""
+    if not any(os.path.exists(os.path.join(d, "pam_duo.so"))
+               for d in ("/lib/x86_64-linux-gnu/security", "/usr/lib/x86_64-linux-gnu/security",
+                         "/lib/security", "/usr/lib64/security")):
+        return None
+    return _Duo(b)
 
 
 # --- self-check ----------------------------------------------------------

@@ -5,6 +5,7 @@
 //!        pam_login_driver CONFDIR SERVICE USER outbox FILE E164
 //!        pam_login_driver CONFDIR SERVICE USER totp BASE32_SECRET
 //!        pam_login_driver CONFDIR SERVICE USER answer TEXT   (every prompt)
+//!        pam_login_driver CONFDIR SERVICE USER fixed ANSWER
 
 use pam_twilio_2fa::pam_client::{code_name, Style, Transaction};
 use std::path::Path;
@@ -14,7 +15,7 @@ fn main() {
     let started = Instant::now();
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 5 {
-        eprintln!("usage: pam_login_driver CONFDIR SERVICE USER none|outbox FILE E164|totp SECRET|answer TEXT");
+        eprintln!("usage: pam_login_driver CONFDIR SERVICE USER none|outbox FILE E164|totp SECRET|answer TEXT|fixed TEXT");
         std::process::exit(2);
     }
     let (confdir, service, user, mode) = (&args[1], &args[2], &args[3], args[4].as_str());
@@ -28,7 +29,7 @@ fn main() {
             "totp" => Some(totp(&rest[0])),
             // A fixed answer, for modules whose prompt is not ours (pam_duo's
             // passcode prompt comes from its server).
-            "answer" => Some(rest[0].clone()),
+            "answer" | "fixed" => Some(rest[0].clone()),
             _ => {
                 eprintln!("unexpected prompt: {text}");
                 None
@@ -37,6 +38,9 @@ fn main() {
     });
     let mut tx =
         Transaction::start(service, user, Some(Path::new(confdir)), responder).expect("pam_start");
+    // For time to first byte: the simulator stamps its connections on the
+    // same clock (CLOCK_MONOTONIC, one for the whole host).
+    let auth_start_ns = pam_twilio_2fa::simulator::monotonic_ns();
     let rc = tx.authenticate(0);
     drop(tx);
     let wall = started.elapsed().as_micros();
@@ -49,7 +53,7 @@ fn main() {
     unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut cpu) };
     let cpu_us = cpu.tv_sec * 1_000_000 + cpu.tv_nsec / 1000;
     println!(
-        "{{\"rc\":{rc},\"rc_name\":\"{}\",\"wall_us\":{wall},\"cpu_us\":{cpu_us},\"hwm_kb\":{}}}",
+        "{{\"rc\":{rc},\"rc_name\":\"{}\",\"wall_us\":{wall},\"cpu_us\":{cpu_us},\"hwm_kb\":{},\"auth_start_ns\":{auth_start_ns}}}",
         code_name(rc),
         peak_rss_kb()
     );

@@ -324,3 +324,46 @@ fn check_config_reports_the_ca_roots() {
         "{err}"
     );
 }
+
+/// The benchmark's counters: one TLS handshake per API connection (the
+/// control connections are not counted), and each connection's accept,
+/// handshake end and first request byte on the host's monotonic clock,
+/// in that order.
+#[test]
+fn simulator_counts_tls_handshakes_and_times_connections() {
+    use pam_twilio_2fa::simulator::monotonic_ns;
+    let ca = Ca::new("t2fa test CA").unwrap();
+    let sim = Simulator::start(
+        "127.0.0.1:0",
+        SimConfig {
+            tls: Some(ca.leaf(&["127.0.0.1"]).unwrap()),
+            ..SimConfig::default()
+        },
+    )
+    .unwrap();
+    let bundle = pam_twilio_2fa::ca_store::Bundle::from_pem("ca".into(), ca.cert_pem.clone());
+    let agent = pam_twilio_2fa::twilio_client::agent_with(5, None, Some(bundle.unwrap().into()));
+    let before = monotonic_ns();
+    let api = format!("{}/v2/PhoneNumbers/%2B12015552671", sim.url());
+    let r = agent.get(&api).call().unwrap();
+    assert_eq!(r.status(), 401, "unauthorized, but an API request");
+    let r = agent
+        .get(&format!("{}/_simulator/stats", sim.url()))
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let after = monotonic_ns();
+
+    let st = sim.stats();
+    assert_eq!((st.connections, st.tls_handshakes, st.requests), (1, 1, 1));
+    let times = sim.conn_times();
+    assert_eq!(times.len(), 1, "{times:?}");
+    let t = &times[0];
+    let tls_done = t.tls_done_ns.expect("a TLS connection");
+    assert!(before <= t.accepted_ns, "{t:?}");
+    let hello = t.hello_ns.expect("a TLS connection");
+    assert!(t.accepted_ns <= hello && hello <= tls_done, "{t:?}");
+    assert!(tls_done <= t.first_byte_ns, "{t:?}");
+    assert!(t.first_byte_ns <= after, "{t:?}");
+    assert_eq!(t.first_path, "/v2/PhoneNumbers/%2B12015552671");
+}

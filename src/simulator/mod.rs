@@ -111,11 +111,13 @@ pub struct Received {
     pub user_agent: String,
 }
 
-/// What the benchmark reads: connections accepted, requests answered, and
-/// the time spent answering them.
+/// What the benchmark reads: connections accepted, TLS handshakes
+/// completed, requests answered, and the time spent answering them. The
+/// benchmark's own control connections (`/_simulator/...`) are not counted.
 #[derive(Default)]
 struct Stats {
     connections: std::sync::atomic::AtomicU64,
+    tls_handshakes: std::sync::atomic::AtomicU64,
     requests: std::sync::atomic::AtomicU64,
     busy_micros: std::sync::atomic::AtomicU64,
 }
@@ -124,6 +126,7 @@ struct Stats {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct StatsSnapshot {
     pub connections: u64,
+    pub tls_handshakes: u64,
     pub requests: u64,
     pub busy_micros: u64,
 }
@@ -132,10 +135,48 @@ impl Stats {
     fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
             connections: self.connections.load(Ordering::SeqCst),
+            tls_handshakes: self.tls_handshakes.load(Ordering::SeqCst),
             requests: self.requests.load(Ordering::SeqCst),
             busy_micros: self.busy_micros.load(Ordering::SeqCst),
         }
     }
+}
+
+/// When one API connection's steps happened, in nanoseconds of
+/// CLOCK_MONOTONIC: one clock for every process on the host, so the
+/// benchmark can set them against the timestamp its login driver took
+/// right before `pam_authenticate` (time to first byte).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ConnTimes {
+    /// accept() returned: the TCP handshake is done.
+    pub accepted_ns: u64,
+    /// The client's first TLS message (ClientHello) arrived, and the TLS
+    /// handshake completed (None: plain HTTP).
+    pub hello_ns: Option<u64>,
+    pub tls_done_ns: Option<u64>,
+    /// The first byte of the first request was read.
+    pub first_byte_ns: u64,
+    /// The first request's path and `To` (the send's number, if any):
+    /// which login the connection belongs to when many run at once.
+    pub first_path: String,
+    pub to: String,
+    /// Time spent answering this connection's requests.
+    pub busy_micros: u64,
+}
+
+/// At most this many connections' times are kept (a benchmark run makes
+/// a few thousand).
+const MAX_CONN_TIMES: usize = 100_000;
+
+/// Now on CLOCK_MONOTONIC, in nanoseconds (see `ConnTimes`).
+pub fn monotonic_ns() -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
 struct Shared {
@@ -146,6 +187,7 @@ struct Shared {
     started: Instant,
     start_epoch: u64,
     stats: Stats,
+    conn_times: Mutex<Vec<ConnTimes>>,
     offset: Mutex<u64>,
 }
 
@@ -204,6 +246,7 @@ impl Simulator {
             received: Mutex::new(Vec::new()),
             started: Instant::now(),
             stats: Stats::default(),
+            conn_times: Mutex::new(Vec::new()),
             start_epoch: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())
@@ -214,12 +257,13 @@ impl Simulator {
         let (s2, stop2) = (shared.clone(), stop.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
+                let accepted_ns = monotonic_ns();
                 if stop2.load(Ordering::SeqCst) {
                     break;
                 }
                 if let Ok(stream) = conn {
                     let (s3, tls) = (s2.clone(), tls.clone());
-                    std::thread::spawn(move || accept(stream, tls, &s3));
+                    std::thread::spawn(move || accept(stream, accepted_ns, tls, &s3));
                 }
             }
         });
@@ -294,9 +338,14 @@ impl Simulator {
         self.shared.now()
     }
 
-    /// Connections accepted, requests answered, time spent answering.
+    /// Connections accepted, TLS handshakes, requests answered, time spent answering.
     pub fn stats(&self) -> StatsSnapshot {
         self.shared.stats.snapshot()
+    }
+
+    /// The times of every API connection so far, oldest first.
+    pub fn conn_times(&self) -> Vec<ConnTimes> {
+        lock(&self.shared.conn_times).clone()
     }
 
     /// Sets the line type Lookups reports for an E.164 number (default "mobile").
@@ -471,20 +520,35 @@ fn respond_json(stream: &mut dyn Write, a: &Answer) {
 }
 
 /// Starts serving one connection, in TLS if the simulator speaks HTTPS.
-fn accept(mut stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>, shared: &Shared) {
+fn accept(
+    mut stream: TcpStream,
+    accepted_ns: u64,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shared: &Shared,
+) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
     match tls {
         Some(config) => {
-            // The handshake runs on first read; a client that refuses the
-            // certificate ends it there, before any request.
             // The handshake's last flight and the answer are small writes:
             // with Nagle on, the answer would wait for the client's delayed
             // ACK (~40 ms).
             let _ = stream.set_nodelay(true);
-            let Ok(conn) = rustls::ServerConnection::new(config) else {
+            let Ok(mut conn) = rustls::ServerConnection::new(config) else {
                 return;
             };
-            serve(rustls::StreamOwned::new(conn, stream), shared)
+            // The handshake first, on its own, so that its start and end
+            // can be timed; a client that refuses the certificate ends it here.
+            let mut hello = [0u8; 1];
+            let _ = stream.peek(&mut hello);
+            let hello_ns = monotonic_ns();
+            while conn.is_handshaking() {
+                if !matches!(conn.complete_io(&mut stream), Ok((r, w)) if r + w > 0) {
+                    return;
+                }
+            }
+            let tls = Some((hello_ns, monotonic_ns()));
+            let stream = rustls::StreamOwned::new(conn, stream);
+            serve(stream, accepted_ns, tls, shared)
         }
         None => {
             // A TLS ClientHello on the plain port: answer as a plain HTTP
@@ -494,32 +558,93 @@ fn accept(mut stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>, shared:
                 respond(&mut stream, 400, "text/plain", "", "plain HTTP here");
                 return;
             }
-            serve(stream, shared)
+            serve(stream, accepted_ns, None, shared)
         }
     }
 }
 
+/// A stream that notes when it first gave bytes to read.
+struct FirstByte<S> {
+    inner: S,
+    at_ns: Option<u64>,
+}
+
+impl<S: Read> Read for FirstByte<S> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 && self.at_ns.is_none() {
+            self.at_ns = Some(monotonic_ns());
+        }
+        Ok(n)
+    }
+}
+
+impl<S: Write> Write for FirstByte<S> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// Serves one connection: HTTP/1.1 keep-alive, as Twilio does, so a client
-/// can send and check over one connection.
-fn serve<S: Read + Write>(stream: S, shared: &Shared) {
-    let mut counted = false;
-    let mut reader = BufReader::new(stream);
+/// can send and check over one connection. Counted (and timed) as an API
+/// connection unless its first request is a control one.
+/// `tls`: when the ClientHello came and the handshake ended, on HTTPS.
+fn serve<S: Read + Write>(stream: S, accepted_ns: u64, tls: Option<(u64, u64)>, shared: &Shared) {
+    let handshakes = u64::from(tls.is_some());
+    let mut first = true;
+    // Where this connection's times are in `conn_times`, if kept.
+    let mut record: Option<usize> = None;
+    let mut reader = BufReader::new(FirstByte {
+        inner: stream,
+        at_ns: None,
+    });
     while let Some(req) = read_request(&mut reader) {
         let started = Instant::now();
-        let keep = answer(reader.get_mut(), &req, shared);
-        if !req.path.starts_with("/_simulator/") {
-            // Connections that carry API requests, not the control ones.
-            if !counted {
-                shared.stats.connections.fetch_add(1, Ordering::SeqCst);
-                counted = true;
+        let api = !req.path.starts_with("/_simulator/");
+        if first && api {
+            shared.stats.connections.fetch_add(1, Ordering::SeqCst);
+            shared
+                .stats
+                .tls_handshakes
+                .fetch_add(handshakes, Ordering::SeqCst);
+            let form = parse_form(&String::from_utf8_lossy(&req.body));
+            let mut times = lock(&shared.conn_times);
+            if times.len() < MAX_CONN_TIMES {
+                record = Some(times.len());
+                times.push(ConnTimes {
+                    accepted_ns,
+                    hello_ns: tls.map(|t| t.0),
+                    tls_done_ns: tls.map(|t| t.1),
+                    first_byte_ns: reader.get_ref().at_ns.unwrap_or(0),
+                    first_path: req.path.clone(),
+                    to: form.get("To").cloned().unwrap_or_default(),
+                    busy_micros: 0,
+                });
             }
+        }
+        first = false;
+        let keep = answer(reader.get_mut(), &req, shared);
+        if api {
             let busy = started.elapsed().as_micros() as u64;
             shared.stats.busy_micros.fetch_add(busy, Ordering::SeqCst);
             shared.stats.requests.fetch_add(1, Ordering::SeqCst);
+            if let Some(i) = record {
+                lock(&shared.conn_times)[i].busy_micros += busy;
+            }
         }
         if !keep {
             return;
         }
+    }
+    // A handshake no request followed is a client's wasted work: count it.
+    if first {
+        shared
+            .stats
+            .tls_handshakes
+            .fetch_add(handshakes, Ordering::SeqCst);
     }
 }
 
@@ -737,6 +862,13 @@ fn control_request(path: &str, req: &Request, shared: &Shared) -> Answer {
         "outbox" => ok(json!(lock(&shared.state).deliveries)),
         "requests" => ok(json!(*lock(&shared.received))),
         "stats" => ok(json!(shared.stats.snapshot())),
+        "connections" => {
+            // ?since_ns=N: only the connections accepted since then.
+            let since: u64 = q.get("since_ns").and_then(|s| s.parse().ok()).unwrap_or(0);
+            let times = lock(&shared.conn_times);
+            let recent: Vec<&ConnTimes> = times.iter().filter(|t| t.accepted_ns >= since).collect();
+            ok(json!(recent))
+        }
         "evaluations" => ok(json!(lock(&shared.state).evaluations)),
         _ => twilio_error(404, 20404, "unknown control endpoint"),
     }
