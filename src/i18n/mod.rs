@@ -1,11 +1,12 @@
 //! Languages: every text a user sees comes from a message catalog, by id.
 //!
-//! The catalogs are gettext `.po` files under `po/`, compiled into the
-//! module with `include_str!`, so a login never opens a catalog file. English
+//! The catalogs are gettext `.po` files under `po/`, turned into static
+//! tables by build.rs, so a login neither opens nor parses one. English
 //! is the template's msgids; a missing or empty translation falls back to it.
 //! Admins may override any text (`[messages]` in the config), per language.
 
 mod catalog;
+#[cfg(test)]
 mod po;
 
 pub use catalog::{Kind, Msg};
@@ -62,17 +63,8 @@ impl Language {
         }
     }
 
-    fn source(self) -> &'static str {
-        match self {
-            Language::En => include_str!("../../po/twilio-2fa.pot"),
-            Language::De => include_str!("../../po/de.po"),
-            Language::Es => include_str!("../../po/es.po"),
-            Language::Fr => include_str!("../../po/fr.po"),
-            Language::PtBr => include_str!("../../po/pt_BR.po"),
-        }
-    }
-
     /// The header each catalog must carry: the plural rule below is this one.
+    #[cfg(test)]
     fn plural_forms(self) -> &'static str {
         match self {
             Language::En | Language::De | Language::Es => "nplurals=2; plural=(n != 1);",
@@ -90,10 +82,6 @@ impl Language {
             Language::En | Language::De | Language::Es => usize::from(n != 1),
             Language::Fr | Language::PtBr => usize::from(n > 1),
         }
-    }
-
-    fn index(self) -> usize {
-        self as usize
     }
 }
 
@@ -123,46 +111,39 @@ impl Language {
     }
 }
 
-/// A text's forms: one, or one per plural form.
+/// A text's forms as the admin wrote them: one, or one per plural form.
 type Forms = Vec<String>;
 
-/// One language's texts by message.
-#[derive(Debug, Default)]
-struct Catalog {
-    texts: HashMap<Msg, Forms>,
+/// A shipped catalog (build.rs): (message id, forms), sorted by id.
+type Table = &'static [(&'static str, &'static [&'static str])];
+
+mod shipped {
+    use super::Table;
+    include!(concat!(env!("OUT_DIR"), "/catalogs.rs"));
 }
 
-/// Parses a compiled-in catalog. English takes its msgids, the others their
-/// msgstrs; fuzzy and empty entries are left out (English is used instead),
-/// as msgfmt would.
-fn load(lang: Language) -> Result<Catalog, String> {
-    let entries = po::parse(lang.source())?;
-    if lang != Language::En && po::plural_forms(&entries) != Some(lang.plural_forms()) {
-        return Err(format!("Plural-Forms must be \"{}\"", lang.plural_forms()));
-    }
-    let mut texts = HashMap::new();
-    for e in entries {
-        let Some(id) = e.context.as_deref() else {
-            continue;
-        };
-        let msg = Msg::from_id(id).ok_or_else(|| format!("unknown message id {id}"))?;
-        let forms: Forms = if lang == Language::En {
-            std::iter::once(e.id).chain(e.id_plural).collect()
-        } else {
-            e.translations
-        };
-        if e.fuzzy || forms.iter().any(String::is_empty) {
-            continue;
-        }
-        texts.insert(msg, forms);
-    }
-    Ok(Catalog { texts })
-}
+/// One language's shipped texts.
+#[derive(Debug, Clone, Copy)]
+struct Catalog(Table);
 
-fn catalog(lang: Language) -> &'static Catalog {
-    static CATALOGS: [OnceLock<Catalog>; 5] = [const { OnceLock::new() }; 5];
-    // A broken catalog (the tests keep it from shipping) means English.
-    CATALOGS[lang.index()].get_or_init(|| load(lang).unwrap_or_default())
+impl Catalog {
+    fn of(lang: Language) -> Catalog {
+        Catalog(match lang {
+            Language::En => shipped::EN,
+            Language::De => shipped::DE,
+            Language::Es => shipped::ES,
+            Language::Fr => shipped::FR,
+            Language::PtBr => shipped::PT_BR,
+        })
+    }
+
+    /// The forms of `msg`; None where the catalog has no (complete,
+    /// non-fuzzy) entry for it.
+    fn get(self, msg: Msg) -> Option<&'static [&'static str]> {
+        let id = msg.id();
+        let i = self.0.binary_search_by(|(k, _)| (*k).cmp(id)).ok()?;
+        Some(self.0[i].1)
+    }
 }
 
 /// The admin's `[messages]`: texts for every language, and per language.
@@ -380,6 +361,29 @@ impl Answer {
     }
 }
 
+/// A message's forms: the admin's override, or the shipped text.
+#[derive(Debug, Clone, Copy)]
+enum FormsRef<'a> {
+    Admin(&'a [String]),
+    Shipped(&'static [&'static str]),
+}
+
+impl<'a> FormsRef<'a> {
+    fn len(self) -> usize {
+        match self {
+            FormsRef::Admin(f) => f.len(),
+            FormsRef::Shipped(f) => f.len(),
+        }
+    }
+
+    fn get(self, i: usize) -> Option<&'a str> {
+        match self {
+            FormsRef::Admin(f) => f.get(i).map(String::as_str),
+            FormsRef::Shipped(f) => f.get(i).copied(),
+        }
+    }
+}
+
 /// The texts of one login: its language and the admin's overrides.
 #[derive(Debug, Clone, Copy)]
 pub struct Texts<'a> {
@@ -407,25 +411,26 @@ impl<'a> Texts<'a> {
         Texts::shipped(Language::En)
     }
 
-    fn forms(&self, msg: Msg) -> &'a [String] {
+    fn forms(&self, msg: Msg) -> FormsRef<'a> {
         if let Some(f) = self.overrides.get(self.language, msg) {
-            return f;
+            return FormsRef::Admin(f);
         }
-        let shipped = |l: Language| catalog(l).texts.get(&msg).map(Vec::as_slice);
-        shipped(self.language)
-            .or_else(|| shipped(Language::En))
-            .unwrap_or(&[])
+        let shipped = Catalog::of(self.language)
+            .get(msg)
+            .or_else(|| Catalog::of(Language::En).get(msg));
+        FormsRef::Shipped(shipped.unwrap_or(&[]))
     }
 
     /// A message's texts as written, placeholders unfilled (one per
     /// plural form), for `twilio-2fa messages`.
-    pub fn raw(&self, msg: Msg) -> &'a [String] {
-        self.forms(msg)
+    pub fn raw(&self, msg: Msg) -> Vec<&'a str> {
+        let forms = self.forms(msg);
+        (0..forms.len()).filter_map(|i| forms.get(i)).collect()
     }
 
     /// A message without placeholders.
     pub fn text(&self, msg: Msg) -> String {
-        self.forms(msg).first().cloned().unwrap_or_default()
+        self.forms(msg).get(0).unwrap_or_default().to_string()
     }
 
     /// A message with its placeholders filled.
@@ -441,7 +446,7 @@ impl<'a> Texts<'a> {
         } else {
             0
         };
-        let text = forms.get(i).map(String::as_str).unwrap_or_default();
+        let text = forms.get(i).unwrap_or_default();
         fill(text, &[(count_name, &n.to_string())])
     }
 
@@ -452,7 +457,7 @@ impl<'a> Texts<'a> {
         answer.words().iter().any(|w| {
             [self.language, Language::En]
                 .into_iter()
-                .filter_map(|l| catalog(l).texts.get(w)?.first())
+                .filter_map(|l| Catalog::of(l).get(*w)?.first())
                 .any(|word| word.eq_ignore_ascii_case(typed))
         })
     }

@@ -53,7 +53,7 @@ pub fn run(a: MessagesArgs) -> Result<(), String> {
 }
 
 /// One line per form: a plural message has the singular, then the plural.
-fn print_forms(out: &mut String, lang: Language, forms: &[String]) {
+fn print_forms(out: &mut String, lang: Language, forms: Vec<&str>) {
     let label = |i: usize| match (forms.len(), i) {
         (1, _) => String::new(),
         (_, 0) => " (singular)".into(),
