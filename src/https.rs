@@ -8,6 +8,10 @@
 //! once per connection, only the certificates whose subject is the issuer
 //! of a certificate the server sent become trust anchors; rustls/webpki then
 //! verify the chain exactly as they would against the whole store.
+//!
+//! The bundle is read once the ClientHello is on its way (`Trust`), so the
+//! read overlaps the wait for the server's answer rather than delaying the
+//! first byte: on a real path to Twilio the round trip hides it.
 
 use crate::ca_store::{self, Bundle};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -16,18 +20,64 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, StreamOwned};
 use std::io::{Read, Write};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use ureq::unversioned::transport::{
     Buffers, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, Transport,
     TransportAdapter,
 };
 
+/// The roots HTTPS trusts: a CA bundle, read on first use.
+#[derive(Debug)]
+pub struct Trust {
+    source: ca_store::Source,
+    bundle: OnceLock<Result<Bundle, String>>,
+}
+
+impl Trust {
+    /// Roots to be read from `source` when a connection first needs them.
+    pub fn from(source: ca_store::Source) -> Trust {
+        Trust {
+            source,
+            bundle: OnceLock::new(),
+        }
+    }
+
+    /// Roots already read.
+    pub fn of(bundle: Bundle) -> Trust {
+        Trust {
+            source: ca_store::Source::File(bundle.path.clone()),
+            bundle: OnceLock::from(Ok(bundle)),
+        }
+    }
+
+    /// The bundle, read (and checked) the first time; a store that cannot
+    /// be read fails every connection, with the reason.
+    pub fn bundle(&self) -> Result<&Bundle, RootsUnavailable> {
+        self.bundle
+            .get_or_init(|| ca_store::load(&self.source))
+            .as_ref()
+            .map_err(|e| RootsUnavailable(format!("cannot load the CA roots for HTTPS: {e}")))
+    }
+}
+
+/// Why no roots could be read: carried to the client inside an io::Error.
+#[derive(Debug)]
+pub struct RootsUnavailable(pub String);
+
+impl std::fmt::Display for RootsUnavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RootsUnavailable {}
+
 /// The rustls client settings for one agent: ring, TLS 1.2 and 1.3, our
 /// verifier.
-pub fn client_config(bundle: Arc<Bundle>) -> Arc<ClientConfig> {
+pub fn client_config(trust: Arc<Trust>) -> Arc<ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = Arc::new(BundleVerifier {
-        bundle,
+        trust,
         provider: provider.clone(),
     });
     let config = ClientConfig::builder_with_provider(provider)
@@ -41,7 +91,7 @@ pub fn client_config(bundle: Arc<Bundle>) -> Arc<ClientConfig> {
 
 #[derive(Debug)]
 struct BundleVerifier {
-    bundle: Arc<Bundle>,
+    trust: Arc<Trust>,
     provider: Arc<CryptoProvider>,
 }
 
@@ -60,8 +110,13 @@ impl ServerCertVerifier for BundleVerifier {
             .chain(intermediates)
             .filter_map(|c| ca_store::issuer_of(c.as_ref()))
             .collect();
+        // Read already by TlsConnector::connect, which stops at an error.
+        let bundle = self
+            .trust
+            .bundle()
+            .map_err(|e| rustls::Error::General(e.0))?;
         let mut roots = RootCertStore::empty();
-        roots.add_parsable_certificates(self.bundle.roots_for(&issuers));
+        roots.add_parsable_certificates(bundle.roots_for(&issuers));
         if roots.is_empty() {
             return Err(rustls::Error::InvalidCertificate(
                 rustls::CertificateError::UnknownIssuer,
@@ -111,13 +166,15 @@ impl ServerCertVerifier for BundleVerifier {
 /// The TLS step of ureq's connector chain (after TCP and any proxy).
 #[derive(Debug)]
 pub struct TlsConnector {
-    /// None: no CA store was loaded, so every https:// URL is refused.
-    config: Option<Arc<ClientConfig>>,
+    /// None: no roots for this agent, so every https:// URL is refused.
+    tls: Option<(Arc<ClientConfig>, Arc<Trust>)>,
 }
 
 impl TlsConnector {
-    pub fn new(config: Option<Arc<ClientConfig>>) -> TlsConnector {
-        TlsConnector { config }
+    pub fn new(trust: Option<Arc<Trust>>) -> TlsConnector {
+        TlsConnector {
+            tls: trust.map(|t| (client_config(t.clone()), t)),
+        }
     }
 }
 
@@ -135,8 +192,8 @@ impl<In: Transport> Connector<In> for TlsConnector {
         if !details.needs_tls() || transport.is_tls() {
             return Ok(Some(Either::A(transport)));
         }
-        let config = self
-            .config
+        let (config, trust) = self
+            .tls
             .clone()
             .ok_or(ureq::Error::Tls("no CA roots loaded"))?;
         let host = details
@@ -153,6 +210,14 @@ impl<In: Transport> Connector<In> for TlsConnector {
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
         let mut sock = TransportAdapter::new(transport.boxed(), details.current_time.clone());
         sock.set_timeout(details.timeout);
+        // The ClientHello first; the roots are read while it travels and
+        // the server answers. Without them nothing more is sent.
+        while conn.wants_write() {
+            conn.write_tls(&mut sock)?;
+        }
+        trust
+            .bundle()
+            .map_err(|e| std::io::Error::other(RootsUnavailable(e.0)))?;
         conn.complete_io(&mut sock)?;
         let buffers = LazyBuffers::new(
             details.config.input_buffer_size(),

@@ -11,7 +11,7 @@ pub mod conversation;
 pub mod event_log;
 pub mod events;
 pub mod flow;
-mod https;
+pub mod https;
 pub mod i18n;
 pub mod lab;
 pub mod ldap;

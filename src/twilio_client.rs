@@ -24,7 +24,7 @@ const MAX_ANSWER_HEAD: usize = 8 * 1024;
 pub struct TwilioClient {
     /// Made on the first request: the CA store is read only by a login
     /// that talks HTTPS (the simulator on loopback HTTP never pays for it).
-    agent: OnceLock<Result<ureq::Agent, String>>,
+    agent: OnceLock<ureq::Agent>,
     proxy: Option<String>,
     trust: ca_store::Source,
     /// Some URL is https://: the roots are loaded with the agent.
@@ -52,7 +52,7 @@ pub fn agent(timeout_secs: u64) -> ureq::Agent {
 pub fn agent_with(
     timeout_secs: u64,
     proxy: Option<&str>,
-    bundle: Option<Arc<ca_store::Bundle>>,
+    trust: Option<Arc<crate::https::Trust>>,
 ) -> ureq::Agent {
     // The config check allows only http:// proxies, which ureq accepts.
     let proxy = proxy.and_then(|p| ureq::Proxy::new(p).ok());
@@ -70,9 +70,7 @@ pub fn agent_with(
     let connector =
         ().chain(ConnectProxyConnector::default())
             .chain(TcpConnector::default())
-            .chain(crate::https::TlsConnector::new(
-                bundle.map(crate::https::client_config),
-            ));
+            .chain(crate::https::TlsConnector::new(trust));
     ureq::Agent::with_parts(config, connector, crate::resolver::LoginResolver::default())
 }
 
@@ -104,19 +102,15 @@ impl TwilioClient {
     }
 
     /// The agent, made on first use; with the CA roots only if some URL is
-    /// https:// (a store that cannot be read fails every request).
-    fn agent(&self) -> Result<&ureq::Agent, ApiError> {
-        let made = self.agent.get_or_init(|| {
-            let bundle = if self.tls {
-                let b = ca_store::load(&self.trust)
-                    .map_err(|e| format!("cannot load the CA roots for HTTPS: {e}"))?;
-                Some(Arc::new(b))
-            } else {
-                None
-            };
-            Ok(agent_with(self.timeout_secs, self.proxy.as_deref(), bundle))
-        });
-        made.as_ref().map_err(|e| ApiError::Unavailable(e.clone()))
+    /// https:// (read by the first connection: a store that cannot be read
+    /// fails every request).
+    fn agent(&self) -> &ureq::Agent {
+        self.agent.get_or_init(|| {
+            let trust = self
+                .tls
+                .then(|| Arc::new(crate::https::Trust::from(self.trust.clone())));
+            agent_with(self.timeout_secs, self.proxy.as_deref(), trust)
+        })
     }
 
     /// Makes a request; a 429 with error 20429 is tried once more, after
@@ -126,7 +120,7 @@ impl TwilioClient {
         url: &str,
         make: &dyn Fn(&ureq::Agent) -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> Result<serde_json::Value, ApiError> {
-        let agent = self.agent()?;
+        let agent = self.agent();
         // DNS over TCP (glibc's writev) could raise SIGPIPE in the host.
         let _sigpipe = crate::sigpipe::Blocked::new();
         let (result, retry_after) = self.answer(url, make(agent));
@@ -331,6 +325,9 @@ impl TwilioClient {
     /// A failed request in one phrase; a TLS failure names the host and
     /// the reason, so a broken proxy or CA store is told from an outage.
     fn describe(&self, url: &str, e: &ureq::Error) -> String {
+        if let Some(why) = roots_unavailable(e) {
+            return why;
+        }
         match tls_failure(e) {
             Some(why) => {
                 let host = host_of(url);
@@ -350,6 +347,17 @@ fn describe(e: &ureq::Error) -> String {
         ureq::Error::Timeout(t) => format!("timed out ({t})"),
         ureq::Error::Io(io) => format!("network error: {io}"),
         other => other.to_string(),
+    }
+}
+
+/// Why the CA roots could not be read, if that is what stopped a request.
+fn roots_unavailable(e: &ureq::Error) -> Option<String> {
+    match e {
+        ureq::Error::Io(io) => io
+            .get_ref()?
+            .downcast_ref::<crate::https::RootsUnavailable>()
+            .map(|r| r.0.clone()),
+        _ => None,
     }
 }
 

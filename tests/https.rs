@@ -191,12 +191,16 @@ fn ca_file_is_trusted_without_the_system_store() {
     s.login(vec![Answer::Code]).assert_rc(PAM_SUCCESS);
     assert_eq!(s.checks().len(), 1);
 
-    // A ca_file others may write is refused (fail closed), nothing sent.
+    // A ca_file others may write is refused (fail closed). The roots are
+    // read once the ClientHello is out: the handshake goes no further, so
+    // no request (no credentials, no number) is sent.
     let before = s.sim.received().len();
+    let handshakes = s.sim.stats().tls_handshakes;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&ca_file, std::fs::Permissions::from_mode(0o666)).unwrap();
     s.login(vec![Answer::Code]).assert_rc(PAM_AUTHINFO_UNAVAIL);
     assert_eq!(s.sim.received().len(), before);
+    assert_eq!(s.sim.stats().tls_handshakes, handshakes);
     assert!(s.log().contains("cannot load the CA roots"), "{}", s.log());
 }
 
@@ -285,7 +289,8 @@ fn simulator_tls_serves_the_loopback_names() {
     .unwrap();
     assert!(sim.url().starts_with("https://127.0.0.1:"));
     let bundle = pam_twilio_2fa::ca_store::Bundle::from_pem("ca".into(), ca.cert_pem.clone());
-    let agent = pam_twilio_2fa::twilio_client::agent_with(5, None, Some(bundle.unwrap().into()));
+    let trust = pam_twilio_2fa::https::Trust::of(bundle.unwrap());
+    let agent = pam_twilio_2fa::twilio_client::agent_with(5, None, Some(trust.into()));
     for url in [sim.url(), sim.url_for("localhost")] {
         let r = agent
             .get(&format!("{url}/_simulator/stats"))
@@ -342,7 +347,8 @@ fn simulator_counts_tls_handshakes_and_times_connections() {
     )
     .unwrap();
     let bundle = pam_twilio_2fa::ca_store::Bundle::from_pem("ca".into(), ca.cert_pem.clone());
-    let agent = pam_twilio_2fa::twilio_client::agent_with(5, None, Some(bundle.unwrap().into()));
+    let trust = pam_twilio_2fa::https::Trust::of(bundle.unwrap());
+    let agent = pam_twilio_2fa::twilio_client::agent_with(5, None, Some(trust.into()));
     let before = monotonic_ns();
     let api = format!("{}/v2/PhoneNumbers/%2B12015552671", sim.url());
     let r = agent.get(&api).call().unwrap();
