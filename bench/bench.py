@@ -40,7 +40,7 @@ be measured here: its budget line then says "not measured") or an object with
   .callgrind: (service, user, mode, *args) of one login, or None;
   .close().
 """
-import importlib, json, os, platform, re, shutil, signal, socket, ssl, statistics, subprocess, sys, tempfile, threading, time
+import importlib, json, os, platform, random, re, shutil, signal, socket, ssl, statistics, subprocess, sys, tempfile, threading, time
 import urllib.request
 from collections import namedtuple
 
@@ -438,17 +438,45 @@ def run(b):
             duo.close()
 
 
+def as_if_installed():
+    """Drops every measured module's pages from the page cache, so each is
+    mapped as after installation and a reboot: read from disk. How a file
+    came into the cache (written by the linker, copied, read ahead) changes
+    how many page faults mapping it takes: up to 20 in a login, ~0.3 ms of
+    CPU on this kind of VM, which made one module measure differently from
+    a byte-identical copy of itself."""
+    import glob
+    paths = [MODULE] + ([COMPARE_MODULE] if COMPARE_MODULE else [])
+    for name in ("pam_permit.so", "pam_google_authenticator.so", "pam_duo.so"):
+        paths += glob.glob(f"/usr/lib/*/security/{name}") + glob.glob(f"/lib/*/security/{name}")
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # only clean pages can be dropped
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
 def measure(b, scenarios, duo):
     if duo is not None:
         scenarios = scenarios + list(duo.scenarios)
+    as_if_installed()
     for s in scenarios:
         s.prepare()
         b.login(s)  # warm the page cache
     # Round after round, one login of each scenario: whatever else the
-    # machine does meanwhile weighs on every scenario alike.
+    # machine does meanwhile weighs on every scenario alike. Each round in
+    # its own order (seeded: the same every run): in a fixed order a
+    # scenario always followed the same one, and whichever came after
+    # pam_google_authenticator's file rewrite measured ~0.3 ms more CPU
+    # (the same module twice, as rows 3 and C, showed it).
     rows = {s.key: [] for s in scenarios}
+    shuffle = random.Random(16)
     for _ in range(RUNS):
-        for s in scenarios:
+        order = list(scenarios)
+        shuffle.shuffle(order)
+        for s in order:
             s.prepare()
             rows[s.key].append(b.login(s))
     if duo is not None:
