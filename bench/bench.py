@@ -611,7 +611,9 @@ def write_report(results, many, size, instr):
         "entry to the first byte of the first request at the server; *handshake* is the TLS handshake",
         "at the server, from the ClientHello's arrival to its end (the TCP handshake is done in the",
         "kernel before accept(): microseconds on loopback). Ratios are to the baseline measured in",
-        "the same run.",
+        "the same run. Scenarios take turns, one login each per round, in a new (seeded) order each",
+        "round; every module measured is first dropped from the page cache, so it is mapped as after",
+        "installation and a reboot.",
         f"Log lines went to {SYSLOG_NOTE}.",
         "",
         "| scenario | wall ms | x base | CPU ms | x base | peak RSS MB | TCP conns | TLS handshakes | own time ms"
