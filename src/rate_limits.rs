@@ -161,12 +161,28 @@ fn check_name(at: &str, name: &str) -> Result<(), ConfigError> {
     }
 }
 
+/// HMAC-SHA256 (the fleet's secret as `key`) over the limit's name, its
+/// kind and the value, cut to 128 bits in hex: the same user gets
+/// unlinkable values in two limits.
+fn hash(key: &ring::hmac::Key, name: &str, kind: KeyKind, clear: &str) -> String {
+    let mut ctx = ring::hmac::Context::with_key(key);
+    for part in [name, kind.name(), clear] {
+        ctx.update(part.as_bytes());
+        ctx.update(&[0]);
+    }
+    ctx.sign().as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 impl RateLimits {
     /// The `RateLimits` pairs for one send: (unique name, hashed value).
     /// A limit on the remote address is left out when the login has none
     /// (a console login): one shared value would let anyone fill it.
     pub fn values(&self, user: &str, rhost: Option<&str>) -> Vec<(String, String)> {
         let rhost = rhost.filter(|r| !r.is_empty());
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, self.secret.expose().as_bytes());
         self.limits
             .iter()
             .filter_map(|l| {
@@ -176,23 +192,8 @@ impl RateLimits {
                     (KeyKind::UserRhost, Some(r)) => format!("{user}\0{r}"),
                     (_, None) => return None,
                 };
-                Some((l.name.clone(), self.hash(&l.name, l.key, &clear)))
+                Some((l.name.clone(), hash(&key, &l.name, l.key, &clear)))
             })
-            .collect()
-    }
-
-    /// HMAC-SHA256 over the limit's name, its kind and the value, cut to
-    /// 128 bits in hex: the same user gets unlinkable values in two limits.
-    fn hash(&self, name: &str, kind: KeyKind, clear: &str) -> String {
-        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, self.secret.expose().as_bytes());
-        let mut ctx = ring::hmac::Context::with_key(&key);
-        for part in [name, kind.name(), clear] {
-            ctx.update(part.as_bytes());
-            ctx.update(&[0]);
-        }
-        ctx.sign().as_ref()[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
             .collect()
     }
 
