@@ -52,6 +52,7 @@ CLI = os.path.join(REL, "twilio-2fa")
 RUNS = int(os.environ.get("RUNS", "101"))
 # Another build of the module (say, from an earlier commit) to measure in the
 # same rounds: COMPARE_MODULE=/path/to/libpam_twilio_2fa.so bash bench/run
+# (rows C, plain HTTP, and Cs, HTTPS; COMPARE_HTTPS=0 leaves Cs out)
 COMPARE_MODULE = os.environ.get("COMPARE_MODULE")
 COMPARE_LABEL = os.environ.get("COMPARE_LABEL", COMPARE_MODULE)
 GA_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
@@ -430,6 +431,12 @@ def run(b):
         b.service("twilio-compare", f"auth required {COMPARE_MODULE} config={other}")
         scenarios.append(Scenario("compare", f"C. as 3, with {COMPARE_LABEL}", "twilio-compare", "outbox",
                                   [plain.outbox, PHONE], nothing, plain))
+        # COMPARE_HTTPS=0 for a build from before the module spoke HTTPS.
+        if os.environ.get("COMPARE_HTTPS", "1") != "0":
+            other_https = b.config("compare-https", f'[users]\nroot = "{PHONE}"\n', url=b.tls_sim.url)
+            b.service("twilio-compare-https", f"auth required {COMPARE_MODULE} config={other_https}")
+            scenarios.append(Scenario("compare_https", f"Cs. as 3s, with {COMPARE_LABEL}", "twilio-compare-https",
+                                      "outbox", [tls.outbox, PHONE], nothing, tls))
     duo = load_duo(b)
     try:
         return measure(b, scenarios, duo)
