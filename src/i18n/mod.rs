@@ -114,35 +114,49 @@ impl Language {
 /// A text's forms as the admin wrote them: one, or one per plural form.
 type Forms = Vec<String>;
 
-/// A shipped catalog (build.rs): (message id, forms), sorted by id.
-type Table = &'static [(&'static str, &'static [&'static str])];
+/// Where a shipped text is in `shipped::TEXT`: byte offsets (start, end).
+type Span = (u32, u32);
+/// A shipped catalog's entry: its id's span, then its forms' spans
+/// (`SPANS[first..first + count]`), all indexes into `shipped::SPANS`.
+type Entry = (u16, u16, u8);
 
+/// The catalogs, turned into offsets into one string by build.rs.
 mod shipped {
-    use super::Table;
+    use super::{Entry, Span};
     include!(concat!(env!("OUT_DIR"), "/catalogs.rs"));
+
+    pub(super) fn text(span: Span) -> &'static str {
+        TEXT.get(span.0 as usize..span.1 as usize)
+            .unwrap_or_default()
+    }
 }
 
-/// One language's shipped texts.
+/// One language's shipped texts, sorted by id.
 #[derive(Debug, Clone, Copy)]
-struct Catalog(Table);
+struct Catalog(&'static [Entry]);
 
 impl Catalog {
     fn of(lang: Language) -> Catalog {
         Catalog(match lang {
-            Language::En => shipped::EN,
-            Language::De => shipped::DE,
-            Language::Es => shipped::ES,
-            Language::Fr => shipped::FR,
-            Language::PtBr => shipped::PT_BR,
+            Language::En => &shipped::EN,
+            Language::De => &shipped::DE,
+            Language::Es => &shipped::ES,
+            Language::Fr => &shipped::FR,
+            Language::PtBr => &shipped::PT_BR,
         })
+    }
+
+    fn id(entry: &Entry) -> &'static str {
+        shipped::text(shipped::SPANS[entry.0 as usize])
     }
 
     /// The forms of `msg`; None where the catalog has no (complete,
     /// non-fuzzy) entry for it.
-    fn get(self, msg: Msg) -> Option<&'static [&'static str]> {
+    fn get(self, msg: Msg) -> Option<&'static [Span]> {
         let id = msg.id();
-        let i = self.0.binary_search_by(|(k, _)| (*k).cmp(id)).ok()?;
-        Some(self.0[i].1)
+        let i = self.0.binary_search_by(|e| Catalog::id(e).cmp(id)).ok()?;
+        let (_, first, count) = self.0[i];
+        shipped::SPANS.get(first as usize..first as usize + count as usize)
     }
 }
 
@@ -365,7 +379,7 @@ impl Answer {
 #[derive(Debug, Clone, Copy)]
 enum FormsRef<'a> {
     Admin(&'a [String]),
-    Shipped(&'static [&'static str]),
+    Shipped(&'static [Span]),
 }
 
 impl<'a> FormsRef<'a> {
@@ -379,7 +393,7 @@ impl<'a> FormsRef<'a> {
     fn get(self, i: usize) -> Option<&'a str> {
         match self {
             FormsRef::Admin(f) => f.get(i).map(String::as_str),
-            FormsRef::Shipped(f) => f.get(i).copied(),
+            FormsRef::Shipped(f) => f.get(i).map(|s| shipped::text(*s)),
         }
     }
 }
@@ -457,7 +471,7 @@ impl<'a> Texts<'a> {
         answer.words().iter().any(|w| {
             [self.language, Language::En]
                 .into_iter()
-                .filter_map(|l| Catalog::of(l).get(*w)?.first())
+                .filter_map(|l| Catalog::of(l).get(*w)?.first().map(|s| shipped::text(*s)))
                 .any(|word| word.eq_ignore_ascii_case(typed))
         })
     }
