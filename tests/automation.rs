@@ -7,37 +7,17 @@
 
 mod common;
 
+use common::sshd::{keygen, start_sshd, Sshd};
 use common::*;
 use pam_twilio_2fa::simulator::SimConfig;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 const COMMAND_OUTPUT: &str = "hello-from-sshd";
 
 /// How long a client may take before the test calls it a hang.
 const CLIENT_DEADLINE: u64 = 90;
-
-struct Sshd {
-    child: Child,
-    port: u16,
-    _service: TempFile,
-    log: PathBuf,
-}
-
-impl Sshd {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A throw-away group, removed when dropped (declare it before the users in
 /// it, so they are removed first).
@@ -73,78 +53,6 @@ impl Drop for TestGroup {
     fn drop(&mut self) {
         let _ = Command::new("groupdel").arg(&self.name).output();
     }
-}
-
-/// Starts sshd: `config` is appended to the common settings (put `Match`
-/// blocks there: they must come last), `auth` is the PAM auth section
-/// (MODULE stands for the module with its config).
-fn start_sshd(s: &Setup, tag: &str, config_tail: &str, auth: &str) -> Sshd {
-    let dir = s.lab.dir.join(format!("sshd-{tag}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::create_dir_all("/run/sshd").unwrap();
-    let key = dir.join("host_key");
-    keygen(&key);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = dir.join("sshd_config");
-    std::fs::write(
-        &config,
-        format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}/sshd.pid\nUsePAM yes\n\
-             KbdInteractiveAuthentication yes\nPasswordAuthentication no\nPubkeyAuthentication yes\n\
-             UseDNS no\nLogLevel VERBOSE\nSubsystem sftp internal-sftp\n{config_tail}",
-            key.display(),
-            dir.display()
-        ),
-    )
-    .unwrap();
-    // OpenSSH 9.2 names its PAM service after argv[0]'s basename.
-    let service = format!("t2fa-auto-{tag}-{}", std::process::id());
-    let exe = dir.join(&service);
-    std::os::unix::fs::symlink("/usr/sbin/sshd", &exe).unwrap();
-    let module = format!("{} config={}", s.module.display(), s.lab.config.display());
-    let stack = format!(
-        "{}\naccount required pam_unix.so\nsession required pam_permit.so\n",
-        auth.replace("MODULE", &module)
-    );
-    let pam_file = TempFile::write(PathBuf::from("/etc/pam.d").join(&service), &stack);
-    let log = dir.join("sshd.log");
-    let child = Command::new(&exe)
-        .args(["-D", "-e", "-f"])
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("sshd (openssh-server is installed by .ci/setup)");
-    let sshd = Sshd {
-        child,
-        port,
-        _service: pam_file,
-        log,
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "sshd did not start:\n{}",
-            sshd.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    sshd
-}
-
-fn keygen(path: &Path) {
-    assert!(Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(path)
-        .status()
-        .unwrap()
-        .success());
 }
 
 /// A key pair for `user`, its public half in ~/.ssh/authorized_keys.

@@ -4,93 +4,19 @@
 
 mod common;
 
+use common::sshd::{keygen, start_sshd, Sshd};
 use common::*;
 use pam_twilio_2fa::simulator::SimConfig;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 const COMMAND_OUTPUT: &str = "hello-from-sshd";
 
-struct Sshd {
-    child: Child,
-    port: u16,
-    _service: TempFile,
-    log: PathBuf,
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts sshd with `methods` and a PAM stack whose auth section is `auth`
-/// (MODULE stands for the module with its config).
-fn start_sshd(s: &Setup, tag: &str, methods: &str, auth: &str) -> Sshd {
-    let dir = s.lab.dir.join(format!("sshd-{tag}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::create_dir_all("/run/sshd").unwrap();
-    let key = dir.join("host_key");
-    assert!(Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(&key)
-        .status()
-        .unwrap()
-        .success());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = dir.join("sshd_config");
-    std::fs::write(
-        &config,
-        format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}/sshd.pid\nUsePAM yes\n\
-             KbdInteractiveAuthentication yes\nPasswordAuthentication no\nPubkeyAuthentication yes\n\
-             AuthenticationMethods {methods}\nMaxAuthTries 2\nUseDNS no\nLogLevel VERBOSE\n",
-            key.display(),
-            dir.display()
-        ),
-    )
-    .unwrap();
-    // OpenSSH 9.2 names its PAM service after argv[0]'s basename.
-    let service = format!("t2fa-sshd-{tag}-{}", std::process::id());
-    let exe = dir.join(&service);
-    std::os::unix::fs::symlink("/usr/sbin/sshd", &exe).unwrap();
-    let module = format!("{} config={}", s.module.display(), s.lab.config.display());
-    let stack = format!(
-        "{}\naccount required pam_unix.so\nsession required pam_permit.so\n",
-        auth.replace("MODULE", &module)
-    );
-    let pam_file = TempFile::write(PathBuf::from("/etc/pam.d").join(&service), &stack);
-    let log = dir.join("sshd.log");
-    let child = Command::new(&exe)
-        .args(["-D", "-e", "-f"])
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("sshd (openssh-server is installed by .ci/setup)");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "sshd did not start:\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Sshd {
-        child,
-        port,
-        _service: pam_file,
-        log,
-    }
+/// sshd (common::sshd) with `AuthenticationMethods methods`.
+fn start_sshd_for(s: &Setup, tag: &str, methods: &str, auth: &str) -> Sshd {
+    let settings = format!("AuthenticationMethods {methods}\nMaxAuthTries 2\n");
+    start_sshd(s, tag, &settings, auth)
 }
 
 /// What the client's askpass script answers.
@@ -212,10 +138,10 @@ const PASSWORD_THEN_CODE: &str = "auth requisite pam_unix.so\nauth required MODU
 fn password_then_code_over_ssh() {
     let user = TestUser::new("s");
     let s = https_setup_for(&user, "pw");
-    let sshd = start_sshd(&s, "pw", "keyboard-interactive", PASSWORD_THEN_CODE);
+    let sshd = start_sshd_for(&s, "pw", "keyboard-interactive", PASSWORD_THEN_CODE);
 
     let (ok, out, prompts) = ssh(&s, &sshd, &user, Mode::Right, None);
-    let log = || std::fs::read_to_string(&sshd.log).unwrap_or_default();
+    let log = || sshd.log();
     assert!(ok, "ssh failed; prompts {prompts:?}\nsshd log:\n{}", log());
     assert_eq!(out.trim(), COMMAND_OUTPUT);
     assert!(
@@ -242,7 +168,7 @@ fn password_then_code_over_ssh() {
 fn wrong_codes_are_rejected_over_ssh() {
     let user = TestUser::new("w");
     let s = setup_for(&user, "wc");
-    let sshd = start_sshd(&s, "wc", "keyboard-interactive", PASSWORD_THEN_CODE);
+    let sshd = start_sshd_for(&s, "wc", "keyboard-interactive", PASSWORD_THEN_CODE);
     let (ok, out, prompts) = ssh(&s, &sshd, &user, Mode::WrongCode, None);
     assert!(!ok, "logged in with a wrong code");
     assert!(!out.contains(COMMAND_OUTPUT));
@@ -257,7 +183,7 @@ fn wrong_codes_are_rejected_over_ssh() {
 fn a_wrong_password_sends_no_code() {
     let user = TestUser::new("p");
     let s = setup_for(&user, "wp");
-    let sshd = start_sshd(&s, "wp", "keyboard-interactive", PASSWORD_THEN_CODE);
+    let sshd = start_sshd_for(&s, "wp", "keyboard-interactive", PASSWORD_THEN_CODE);
     let (ok, _, prompts) = ssh(&s, &sshd, &user, Mode::WrongPassword, None);
     assert!(!ok);
     assert!(
@@ -277,12 +203,7 @@ fn key_then_code_over_ssh() {
     let s = setup_for(&user, "key");
     // The user's key: the first factor, checked by sshd itself.
     let key = s.lab.dir.join("client_key");
-    assert!(Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(&key)
-        .status()
-        .unwrap()
-        .success());
+    keygen(&key);
     let home = PathBuf::from(format!("/home/{}", user.name));
     let ssh_dir = home.join(".ssh");
     std::fs::create_dir_all(&ssh_dir).unwrap();
@@ -295,18 +216,14 @@ fn key_then_code_over_ssh() {
         .success());
     std::fs::set_permissions(&ssh_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
 
-    let sshd = start_sshd(
+    let sshd = start_sshd_for(
         &s,
         "key",
         "publickey,keyboard-interactive",
         "auth required MODULE",
     );
     let (ok, out, prompts) = ssh(&s, &sshd, &user, Mode::Right, Some(&key));
-    assert!(
-        ok,
-        "prompts {prompts:?}\n{}",
-        std::fs::read_to_string(&sshd.log).unwrap_or_default()
-    );
+    assert!(ok, "prompts {prompts:?}\n{}", sshd.log());
     assert_eq!(out.trim(), COMMAND_OUTPUT);
     assert!(
         prompts.iter().all(|p| !p.contains("Password")),

@@ -2,6 +2,8 @@
 //! conversation driving the real libpam with the freshly built module.
 #![allow(dead_code)]
 
+pub mod sshd;
+
 use pam_twilio_2fa::lab::{find_module, Lab};
 use pam_twilio_2fa::pam_client::{code_name, Style, Transaction, PAM_ESTABLISH_CRED};
 use pam_twilio_2fa::simulator::{Received, SimConfig, Simulator};
