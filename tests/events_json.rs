@@ -11,7 +11,6 @@ use pam_twilio_2fa::simulator::{SimConfig, DEFAULT_AUTH_TOKEN};
 use reexec::ChildLogin;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use std::os::unix::net::UnixDatagram;
-use std::path::PathBuf;
 use std::time::Duration;
 
 const JSON: &str = "allowed_methods = [\"sms\"]\nevent_format = \"json\"\n";
@@ -195,9 +194,6 @@ fn the_default_format_stays_text() {
 
 // ---- syslog ------------------------------------------------------------------
 
-const SYSLOG_SOCKET: &str = "T2FA_CHILD_SYSLOG_SOCKET";
-const SCRATCH: &str = "T2FA_CHILD_SCRATCH";
-
 /// Not a test of its own: the child side of the test below (a no-op unless
 /// it re-executed this binary to run it).
 #[test]
@@ -206,8 +202,8 @@ fn child_login_with_test_syslog() {
     let Some(req) = reexec::requested() else {
         return;
     };
-    let var = |k| PathBuf::from(std::env::var_os(k).expect(k));
-    use_as_dev_log(&var(SYSLOG_SOCKET), &var(SCRATCH));
+    let (socket, scratch) = reexec::test_syslog_paths();
+    use_as_dev_log(&socket, &scratch);
     req.run();
 }
 
@@ -229,10 +225,7 @@ fn syslog_of_login(user: &str) -> Vec<String> {
         &["unshare", "-m", "--propagation", "private"],
         "child_login_with_test_syslog",
         &login,
-        &[
-            (SYSLOG_SOCKET, socket.display().to_string()),
-            (SCRATCH, s.lab.dir.display().to_string()),
-        ],
+        &reexec::test_syslog_env(&socket, &s.lab.dir),
     )
     .finish(60);
     assert!(end.pam_rc().is_some(), "{end:#?}");

@@ -22,10 +22,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The socket to mount over /dev/log, and a scratch folder for the mounts.
-const SYSLOG_SOCKET: &str = "T2FA_CHILD_SYSLOG_SOCKET";
-const SCRATCH: &str = "T2FA_CHILD_SCRATCH";
-
 /// Not a test of its own: the child side of the test below (a no-op unless
 /// it re-executed this binary to run it).
 #[test]
@@ -34,8 +30,7 @@ fn child_login_with_test_syslog() {
     let Some(req) = reexec::requested() else {
         return;
     };
-    let socket = PathBuf::from(std::env::var_os(SYSLOG_SOCKET).expect("socket"));
-    let scratch = PathBuf::from(std::env::var_os(SCRATCH).expect("scratch"));
+    let (socket, scratch) = reexec::test_syslog_paths();
     use_as_dev_log(&socket, &scratch);
     // Rust programs start with SIGPIPE ignored; a C host need not.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
@@ -148,10 +143,10 @@ fn a_syslog_restart_mid_login_does_not_kill_the_host() {
         "child_login_with_test_syslog",
         &login,
         &[
-            (SYSLOG_SOCKET, socket.display().to_string()),
-            (SCRATCH, s.lab.dir.display().to_string()),
-            (reexec::WAIT_FOR, restarted.display().to_string()),
-        ],
+            reexec::test_syslog_env(&socket, &s.lab.dir).to_vec(),
+            vec![(reexec::WAIT_FOR, restarted.display().to_string())],
+        ]
+        .concat(),
     )
     .finish(60);
     assert_ne!(

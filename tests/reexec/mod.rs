@@ -19,6 +19,26 @@ const ANSWER: &str = "T2FA_CHILD_ANSWER";
 const RUID: &str = "T2FA_CHILD_RUID";
 /// If set: a file the child waits for (10 s at most) before answering a prompt.
 pub const WAIT_FOR: &str = "T2FA_CHILD_WAIT_FOR";
+/// Set by `test_syslog_env`: the socket a child puts on /dev/log, and a
+/// folder for the mounts that takes.
+const SYSLOG_SOCKET: &str = "T2FA_CHILD_SYSLOG_SOCKET";
+const SCRATCH: &str = "T2FA_CHILD_SCRATCH";
+
+/// The variables for `spawn` that give a child (under `unshare -m`) the
+/// syslog socket `socket`, with `scratch` for its mounts; the child mounts
+/// them with `common::use_as_dev_log(test_syslog_paths())`.
+pub fn test_syslog_env(socket: &Path, scratch: &Path) -> [(&'static str, String); 2] {
+    [
+        (SYSLOG_SOCKET, socket.display().to_string()),
+        (SCRATCH, scratch.display().to_string()),
+    ]
+}
+
+/// In the child: the (socket, scratch) of `test_syslog_env`.
+pub fn test_syslog_paths() -> (PathBuf, PathBuf) {
+    let var = |k| PathBuf::from(std::env::var_os(k).expect(k));
+    (var(SYSLOG_SOCKET), var(SCRATCH))
+}
 
 /// What the child's login should do.
 pub struct ChildLogin<'a> {
