@@ -7,14 +7,14 @@
 
 mod common;
 
-use common::sshd::{keygen, start_sshd, Sshd};
+use common::sshd::{
+    client_options, keygen, ssh_as_person, start_sshd, Answers, Sshd, COMMAND_OUTPUT,
+};
 use common::*;
 use pam_twilio_2fa::simulator::SimConfig;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-
-const COMMAND_OUTPUT: &str = "hello-from-sshd";
 
 /// How long a client may take before the test calls it a hang.
 const CLIENT_DEADLINE: u64 = 90;
@@ -72,29 +72,6 @@ fn give_key(s: &Setup, user: &TestUser) -> PathBuf {
     key
 }
 
-/// Options every client gets: no config file, no known_hosts, only `key`.
-fn client_options(key: Option<&Path>) -> Vec<String> {
-    let mut o: Vec<String> = [
-        "-F",
-        "/dev/null",
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        "-o",
-        "IdentitiesOnly=yes",
-        "-o",
-        "ConnectTimeout=10",
-    ]
-    .map(String::from)
-    .to_vec();
-    match key {
-        Some(k) => o.extend(["-i".to_string(), k.display().to_string()]),
-        None => o.extend(["-o", "PubkeyAuthentication=no"].map(String::from)),
-    }
-    o
-}
-
 /// Runs a client as a job with no terminal and nothing to answer prompts
 /// with (no SSH_ASKPASS, no DISPLAY): cron, CI, Ansible. Returns
 /// (success, stdout, stderr).
@@ -146,8 +123,8 @@ enum Code {
 }
 
 /// An interactive `ssh user@127.0.0.1 echo ...` answering every prompt
-/// through SSH_ASKPASS (a person at a terminal). Returns (success, stdout,
-/// prompts seen).
+/// through SSH_ASKPASS (a person at a terminal; common::sshd). Returns
+/// (success, stdout, prompts seen).
 fn interactive(
     s: &Setup,
     sshd: &Sshd,
@@ -155,48 +132,15 @@ fn interactive(
     code: Code,
     key: Option<&Path>,
 ) -> (bool, String, Vec<String>) {
-    let dir = s
-        .lab
-        .dir
-        .join(format!("client-{}-{}", sshd.port, user.name));
-    std::fs::create_dir_all(&dir).unwrap();
-    let prompts = dir.join("prompts");
-    let _ = std::fs::remove_file(&prompts);
-    let outbox = s.sim.config().outbox.clone().unwrap();
     let code = match code {
-        Code::Right => "latest",
-        Code::Wrong => "0000",
+        Code::Right => None,
+        Code::Wrong => Some("0000"),
     };
-    let askpass = dir.join("askpass");
-    std::fs::write(
-        &askpass,
-        format!(
-            "#!/bin/sh\nprintf '%s\\n' \"$1\" >> {prompts}\ncase \"$1\" in\n\
-             *assword*) echo '{password}' ;;\n\
-             *'Enter code'*) if [ '{code}' = latest ]; then sed -n 's/.*\"code\":\"\\([0-9]*\\)\".*/\\1/p' {outbox} | tail -n 1; else echo '{code}'; fi ;;\n\
-             *) echo ;;\nesac\n",
-            prompts = prompts.display(),
-            outbox = outbox.display(),
-            password = user.password,
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let mut cmd = Command::new("setsid");
-    cmd.arg("-w")
-        .arg("ssh")
-        .args(["-p", &sshd.port.to_string()])
-        .args(client_options(key))
-        .args(["-o", "BatchMode=no", "-o", "NumberOfPasswordPrompts=1"])
-        .arg(format!("{}@127.0.0.1", user.name))
-        .arg(format!("echo {COMMAND_OUTPUT}"))
-        .env("SSH_ASKPASS", &askpass)
-        .env("SSH_ASKPASS_REQUIRE", "force")
-        .env("DISPLAY", ":0")
-        .stdin(Stdio::null());
-    let (ok, out, _) = run_with_deadline(&mut cmd, CLIENT_DEADLINE);
-    let seen = std::fs::read_to_string(&prompts).unwrap_or_default();
-    (ok, out, seen.lines().map(String::from).collect())
+    let answers = Answers {
+        password: &user.password,
+        code,
+    };
+    ssh_as_person(s, sshd, &user.name, answers, key, CLIENT_DEADLINE)
 }
 
 /// A simulator writing each code to an outbox (for the askpass script),

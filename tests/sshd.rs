@@ -4,14 +4,12 @@
 
 mod common;
 
-use common::sshd::{keygen, start_sshd, Sshd};
+use common::sshd::{keygen, ssh_as_person, start_sshd, Answers, Sshd, COMMAND_OUTPUT};
 use common::*;
 use pam_twilio_2fa::simulator::SimConfig;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-
-const COMMAND_OUTPUT: &str = "hello-from-sshd";
+use std::process::Command;
 
 /// sshd (common::sshd) with `AuthenticationMethods methods`.
 fn start_sshd_for(s: &Setup, tag: &str, methods: &str, auth: &str) -> Sshd {
@@ -26,8 +24,8 @@ enum Mode {
     WrongPassword,
 }
 
-/// Runs `ssh user@127.0.0.1 echo ...`, answering every prompt through
-/// SSH_ASKPASS. Returns (success, stdout, prompts seen).
+/// Runs `ssh user@127.0.0.1 echo ...` as a person (common::sshd) whose
+/// answers follow `mode`. Returns (success, stdout, prompts seen).
 fn ssh(
     s: &Setup,
     sshd: &Sshd,
@@ -35,63 +33,13 @@ fn ssh(
     mode: Mode,
     key: Option<&Path>,
 ) -> (bool, String, Vec<String>) {
-    let dir = s.lab.dir.join(format!("client-{}", sshd.port));
-    std::fs::create_dir_all(&dir).unwrap();
-    let prompts = dir.join("prompts");
-    let _ = std::fs::remove_file(&prompts);
-    let outbox = s.sim.config().outbox.clone().unwrap();
     let (password, code) = match mode {
-        Mode::Right => (user.password.clone(), "latest".to_string()),
-        Mode::WrongCode => (user.password.clone(), "0000".to_string()),
-        Mode::WrongPassword => ("not-the-password".to_string(), "latest".to_string()),
+        Mode::Right => (user.password.as_str(), None),
+        Mode::WrongCode => (user.password.as_str(), Some("0000")),
+        Mode::WrongPassword => ("not-the-password", None),
     };
-    let askpass = dir.join("askpass");
-    std::fs::write(
-        &askpass,
-        format!(
-            "#!/bin/sh\nprintf '%s\\n' \"$1\" >> {prompts}\ncase \"$1\" in\n\
-             *assword*) echo '{password}' ;;\n\
-             *'Enter code'*) if [ '{code}' = latest ]; then sed -n 's/.*\"code\":\"\\([0-9]*\\)\".*/\\1/p' {outbox} | tail -n 1; else echo '{code}'; fi ;;\n\
-             *) echo ;;\nesac\n",
-            prompts = prompts.display(),
-            outbox = outbox.display(),
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let mut cmd = Command::new("setsid");
-    cmd.arg("-w")
-        .arg("ssh")
-        .args(["-p", &sshd.port.to_string()])
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-        ])
-        .args([
-            "-o",
-            "BatchMode=no",
-            "-o",
-            "NumberOfPasswordPrompts=1",
-            "-o",
-            "ConnectTimeout=10",
-        ])
-        .args(["-o", "IdentitiesOnly=yes", "-F", "/dev/null"]);
-    match key {
-        Some(k) => cmd.arg("-i").arg(k),
-        None => cmd.args(["-o", "PubkeyAuthentication=no"]),
-    };
-    cmd.arg(format!("{}@127.0.0.1", user.name))
-        .arg(format!("echo {COMMAND_OUTPUT}"))
-        .env("SSH_ASKPASS", &askpass)
-        .env("SSH_ASKPASS_REQUIRE", "force")
-        .env("DISPLAY", ":0")
-        .stdin(Stdio::null());
-    let (ok, out, err) = run_with_deadline(&mut cmd, 60);
-    let seen = std::fs::read_to_string(&prompts).unwrap_or_default();
-    let _ = err;
-    (ok, out, seen.lines().map(String::from).collect())
+    let answers = Answers { password, code };
+    ssh_as_person(s, sshd, &user.name, answers, key, 60)
 }
 
 fn setup_for(user: &TestUser, tag: &str) -> Setup {
