@@ -874,6 +874,15 @@ fn control_request(path: &str, req: &Request, shared: &Shared) -> Answer {
     }
 }
 
+/// A form as the simulator's handlers receive it, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_form(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

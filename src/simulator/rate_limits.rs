@@ -353,12 +353,7 @@ fn bucket_json(ids: (&str, &str), rk: &str, b: &Bucket) -> Value {
 mod tests {
     use super::*;
 
-    fn form(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::simulator::test_form as form;
 
     const IDS: (&str, &str) = (
         "AC00000000000000000000000000000000",

@@ -422,12 +422,7 @@ fn safe(s: &str) -> String {
 mod tests {
     use super::*;
 
-    fn form(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::simulator::test_form as form;
 
     fn state() -> VerifyState {
         VerifyState::new(
