@@ -123,11 +123,9 @@ fn a_send_retried_without_a_refused_locale_still_names_the_rate_limits() {
     assert_eq!(rate_limits_of(&sends[0]), rate_limits_of(&sends[1]));
 }
 
-#[test]
-fn a_full_bucket_tells_the_user_and_is_auth_err_never_an_outage() {
-    // retry_time 0: each login sends its own code rather than reusing one.
-    let s = limited(1, "retry_time = 0\n");
-    s.login(vec![Answer::Code]).assert_rc(PAM_SUCCESS);
+/// A login refused because a bucket is full: PAM_AUTH_ERR, the user told
+/// so, and a log line with Twilio's code. Returns the log.
+fn told_rate_limited(s: &Setup, twilio_code: u32) -> String {
     let r = s.login(vec![Answer::Code]);
     r.assert_rc(PAM_AUTH_ERR);
     assert_eq!(
@@ -136,15 +134,24 @@ fn a_full_bucket_tells_the_user_and_is_auth_err_never_an_outage() {
         "{:#?}",
         r.shown
     );
+    let log = s.log();
+    assert!(log.contains("reason=rate_limited"), "{log}");
+    assert!(log.contains(&format!("twilio_code={twilio_code}")), "{log}");
+    log
+}
+
+#[test]
+fn a_full_bucket_tells_the_user_and_is_auth_err_never_an_outage() {
+    // retry_time 0: each login sends its own code rather than reusing one.
+    let s = limited(1, "retry_time = 0\n");
+    s.login(vec![Answer::Code]).assert_rc(PAM_SUCCESS);
+    let log = told_rate_limited(&s, 60203);
     assert_eq!(
         s.sim.deliveries().len(),
         1,
         "the refused send delivered nothing"
     );
-    let log = s.log();
     assert!(log.contains("event=verification_failed"), "{log}");
-    assert!(log.contains("reason=rate_limited"), "{log}");
-    assert!(log.contains("twilio_code=60203"), "{log}");
     assert!(
         log.contains(
             "a bucket of [rate_limits] (t2fa_user, t2fa_address, t2fa_user_address) is full"
@@ -162,17 +169,7 @@ fn a_full_bucket_tells_the_user_and_is_auth_err_never_an_outage() {
 fn a_20429_with_rate_limits_is_told_like_a_full_bucket() {
     let s = limited(5, "");
     s.sim.inject(Fault::Twilio(429, 20429), 2);
-    let r = s.login(vec![Answer::Code]);
-    r.assert_rc(PAM_AUTH_ERR);
-    assert_eq!(
-        r.errors(),
-        vec!["Too many codes were requested; try again later."],
-        "{:#?}",
-        r.shown
-    );
-    let log = s.log();
-    assert!(log.contains("reason=rate_limited"), "{log}");
-    assert!(log.contains("twilio_code=20429"), "{log}");
+    told_rate_limited(&s, 20429);
     // Without [rate_limits], the same answer is Twilio's request rate.
     let plain = Setup::sms("");
     plain.sim.inject(Fault::Twilio(429, 20429), 2);
