@@ -243,6 +243,12 @@ impl Helper {
         }
     }
 
+    /// A helper for `uri` on `ldap` that trusts the server's throwaway CA.
+    fn trusting(ldap: &Slapd, uri: &str) -> Helper {
+        let ca = format!("tls_ca_file = \"{}\"", ldap.ca_file().display());
+        Helper::new(&ldap.lab, uri, &ca)
+    }
+
     /// Runs `twilio-2fa ldap-phone USER --config ...` as the module would
     /// (plus `env` from a caller): (success, stdout, stderr).
     fn run(&self, user: &str, env: &[(&str, &str)]) -> (bool, String, String) {
@@ -331,11 +337,7 @@ fn assert_source_fails(s: &Setup, user: &str) -> LoginResult {
 #[test]
 fn a_login_gets_the_number_from_ldaps() {
     let ldap = Slapd::start(true);
-    let helper = Helper::new(
-        &ldap.lab,
-        &ldap.ldaps(),
-        &format!("tls_ca_file = \"{}\"", ldap.ca_file().display()),
-    );
+    let helper = Helper::trusting(&ldap, &ldap.ldaps());
     let s = Setup::sms("");
     helper.use_in(&s, 10);
     assert_login_reaches(&s, WITH_MOBILE, MOBILE);
@@ -344,11 +346,7 @@ fn a_login_gets_the_number_from_ldaps() {
 #[test]
 fn a_login_gets_the_number_over_starttls() {
     let ldap = Slapd::start(true);
-    let helper = Helper::new(
-        &ldap.lab,
-        &ldap.starttls(),
-        &format!("tls_ca_file = \"{}\"", ldap.ca_file().display()),
-    );
+    let helper = Helper::trusting(&ldap, &ldap.starttls());
     let s = Setup::sms("");
     helper.use_in(&s, 10);
     assert_login_reaches(&s, WITH_MOBILE, MOBILE);
@@ -357,11 +355,7 @@ fn a_login_gets_the_number_over_starttls() {
 #[test]
 fn the_first_usable_attribute_value_is_the_number() {
     let ldap = Slapd::start(true);
-    let helper = Helper::new(
-        &ldap.lab,
-        &ldap.ldaps(),
-        &format!("tls_ca_file = \"{}\"", ldap.ca_file().display()),
-    );
+    let helper = Helper::trusting(&ldap, &ldap.ldaps());
     // `mobile: none` is passed over; telephoneNumber came base64-encoded.
     let (ok, out, err) = helper.run(DESK_ONLY, &[]);
     assert!(ok, "{err}");
@@ -375,11 +369,7 @@ fn the_first_usable_attribute_value_is_the_number() {
 fn a_user_without_a_number_or_without_an_entry_gets_the_no_number_path() {
     let ldap = Slapd::start(true);
     // Only `mobile`: bin's entry has none.
-    let helper = Helper::new(
-        &ldap.lab,
-        &ldap.ldaps(),
-        &format!("tls_ca_file = \"{}\"", ldap.ca_file().display()),
-    );
+    let helper = Helper::trusting(&ldap, &ldap.ldaps());
     let text = std::fs::read_to_string(&helper.config).unwrap().replace(
         "attributes = [\"mobile\", \"telephoneNumber\"]",
         "attributes = [\"mobile\"]",
@@ -496,11 +486,7 @@ fn the_bind_password_is_on_no_command_line() {
 #[test]
 fn a_wrong_bind_password_fails_without_showing_the_password() {
     let ldap = Slapd::start(true);
-    let helper = Helper::new(
-        &ldap.lab,
-        &ldap.ldaps(),
-        &format!("tls_ca_file = \"{}\"", ldap.ca_file().display()),
-    );
+    let helper = Helper::trusting(&ldap, &ldap.ldaps());
     let wrong = "Wrong-pw-51c2e0";
     ldap.lab
         .write_private(&ldap.lab.dir.join("ldap.secret"), wrong)
@@ -565,11 +551,7 @@ fn tls_is_required_and_the_callers_environment_cannot_weaken_it() {
     }
     // A server without TLS: StartTLS is required, never skipped.
     let plain = Slapd::start(false);
-    let helper = Helper::new(
-        &plain.lab,
-        &plain.starttls(),
-        &format!("tls_ca_file = \"{}\"", plain.ca_file().display()),
-    );
+    let helper = Helper::trusting(&plain, &plain.starttls());
     let (ok, out, err) = helper.run(WITH_MOBILE, &[]);
     assert!(!ok && out.is_empty(), "plain LDAP answered: {out}");
     assert!(
@@ -698,11 +680,7 @@ fn names_that_need_escaping_find_their_own_entry_and_no_other() {
     }
 
     let ldap = Slapd::start(true);
-    let helper = Helper::new(
-        &ldap.lab,
-        &ldap.ldaps(),
-        &format!("tls_ca_file = \"{}\"", ldap.ca_file().display()),
-    );
+    let helper = Helper::trusting(&ldap, &ldap.ldaps());
     let s = Setup::sms("");
     helper.use_in(&s, 10);
     // Unescaped, "(uid=ev*)" would find eve and send her the code.
