@@ -215,9 +215,7 @@ impl<In: Transport> Connector<In> for TlsConnector {
         while conn.wants_write() {
             conn.write_tls(&mut sock)?;
         }
-        trust
-            .bundle()
-            .map_err(|e| std::io::Error::other(RootsUnavailable(e.0)))?;
+        trust.bundle().map_err(std::io::Error::other)?;
         conn.complete_io(&mut sock)?;
         let buffers = LazyBuffers::new(
             details.config.input_buffer_size(),

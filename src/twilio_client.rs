@@ -27,7 +27,8 @@ pub struct TwilioClient {
     agent: OnceLock<ureq::Agent>,
     proxy: Option<String>,
     trust: ca_store::Source,
-    /// Some URL is https://: the roots are loaded with the agent.
+    /// Some URL is https://: the agent gets roots, read by its first
+    /// connection.
     tls: bool,
     base: String,
     lookup_base: String,
