@@ -116,9 +116,10 @@ type Forms = Vec<String>;
 
 /// Where a shipped text is in `shipped::TEXT`: byte offsets (start, end).
 type Span = (u32, u32);
-/// A shipped catalog's entry: its id's span, then its forms' spans
-/// (`SPANS[first..first + count]`), all indexes into `shipped::SPANS`.
-type Entry = (u16, u16, u8);
+/// A shipped catalog's entry: the index of its id's span in
+/// `shipped::SPANS` and how many forms it has; the forms' spans follow the
+/// id's there.
+type Entry = (u16, u8);
 
 /// The catalogs, turned into offsets into one string by build.rs.
 mod shipped {
@@ -155,8 +156,9 @@ impl Catalog {
     fn get(self, msg: Msg) -> Option<&'static [Span]> {
         let id = msg.id();
         let i = self.0.binary_search_by(|e| Catalog::id(e).cmp(id)).ok()?;
-        let (_, first, count) = self.0[i];
-        shipped::SPANS.get(first as usize..first as usize + count as usize)
+        let (id, count) = self.0[i];
+        let first = id as usize + 1;
+        shipped::SPANS.get(first..first + count as usize)
     }
 }
 
