@@ -40,7 +40,7 @@ be measured here: its budget line then says "not measured") or an object with
   .callgrind: (service, user, mode, *args) of one login, or None;
   .close().
 """
-import importlib, json, os, platform, random, re, shutil, signal, socket, ssl, statistics, subprocess, sys, tempfile, threading, time
+import glob, importlib, json, os, platform, random, re, shutil, signal, socket, ssl, statistics, subprocess, sys, tempfile, threading, time
 import urllib.request
 from collections import namedtuple
 
@@ -452,7 +452,6 @@ def as_if_installed():
     how many page faults mapping it takes: up to 20 in a login, ~0.3 ms of
     CPU on this kind of VM, which made one module measure differently from
     a byte-identical copy of itself."""
-    import glob
     paths = [MODULE] + ([COMPARE_MODULE] if COMPARE_MODULE else [])
     for name in ("pam_permit.so", "pam_google_authenticator.so", "pam_duo.so"):
         paths += glob.glob(f"/usr/lib/*/security/{name}") + glob.glob(f"/lib/*/security/{name}")
@@ -474,10 +473,10 @@ def measure(b, scenarios, duo):
         b.login(s)  # warm the page cache
     # Round after round, one login of each scenario: whatever else the
     # machine does meanwhile weighs on every scenario alike. Each round in
-    # its own order (seeded: the same every run): in a fixed order a
-    # scenario always followed the same one, and whichever came after
-    # pam_google_authenticator's file rewrite measured ~0.3 ms more CPU
-    # (the same module twice, as rows 3 and C, showed it).
+    # its own order (seeded: the same every run), so that no scenario always
+    # follows the same one. (This was tried first against a 0.3 ms gap
+    # between two copies of one module; it was not the cause, the page
+    # cache was: see as_if_installed.)
     rows = {s.key: [] for s in scenarios}
     shuffle = random.Random(16)
     for _ in range(RUNS):
